@@ -1,0 +1,56 @@
+# CodeBeaker developer entry points. `make run` and `make test` set up a fresh
+# machine by themselves (virtualenv, install, runtime images).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ADDRESS ?= 127.0.0.1:50051
+METRICS_ADDRESS ?= 127.0.0.1:9464
+PROTO_DIR := proto
+PROTO_OUT := proto/codebeaker/v1
+PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
+
+.PHONY: venv proto proto-check images run test test-unit lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Regenerate the Python stubs (messages, gRPC, typed .pyi) beside the .proto files.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) \
+		--python_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=$(PROTO_DIR) \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=$(PROTO_DIR) \
+		$(PROTOS:$(PROTO_DIR)/%=%)
+
+# Fails when the committed stubs differ from what the .proto files generate.
+proto-check: proto
+	git diff --exit-code -- $(PROTO_OUT) || \
+		(echo "generated stubs are stale: run 'make proto' and commit" >&2; exit 1)
+
+images: $(STAMP)
+	$(BIN)/python -m codebeaker.runtimes.images build
+
+run: $(STAMP) images
+	$(BIN)/codebeaker serve --address $(ADDRESS) --metrics-address $(METRICS_ADDRESS)
+
+test: $(STAMP) images
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not docker"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy server runtimes client tests
+	$(BIN)/buf lint
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
