@@ -46,11 +46,22 @@ test: $(STAMP) images
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not docker"
 
-lint: $(STAMP)
+# mypy cannot follow setuptools' editable import hook, so it reads the sources
+# through a farm of symlinks laid out as the import names (codebeaker/...).
+TYPECHECK := .typecheck
+$(TYPECHECK)/codebeaker:
+	mkdir -p $@
+	ln -sfn ../../server $@/server
+	ln -sfn ../../runtimes $@/runtimes
+	ln -sfn ../../client $@/client
+	ln -sfn ../../proto/codebeaker/v1 $@/v1
+
+lint: $(STAMP) $(TYPECHECK)/codebeaker
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy server runtimes client tests
+	$(BIN)/mypy -p codebeaker.server -p codebeaker.runtimes -p codebeaker.client
+	$(BIN)/mypy tests
 	$(BIN)/buf lint
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The CodeBeaker gRPC server: config, servicer, interceptors, admission, life cycle."""

@@ -1,0 +1,95 @@
+"""The hardened container configuration: DESIGN.md's sandbox rules as one dict.
+
+Every sandbox is created from `container_config`: no network, read-only root,
+size-capped tmpfs for the workdir and /tmp, every capability dropped,
+no-new-privileges, an unprivileged user, pids and memory limits without swap,
+a CPU quota, and our ownership labels. PID 1 is cb-supervisor, which waits on
+its attached stdin for the program. Nothing from the server's environment is
+passed in: the container's environment is written out here in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from codebeaker.runtimes.catalog import LanguageSpec
+from codebeaker.runtimes.docker.settings import (
+    EXECUTION_LABEL,
+    LANGUAGE_LABEL,
+    OWNER_LABEL,
+    DockerSettings,
+)
+from codebeaker.runtimes.model import Limits
+
+SUPERVISOR = "/usr/local/bin/cb-supervisor"
+WORKDIR = "/workspace"
+SANDBOX_USER = "65534:65534"
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": WORKDIR,
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+}
+# The supervisor and the kernel's own accounting need a couple of pids on top
+# of what the program is allowed.
+SUPERVISOR_PIDS = 2
+
+
+def container_config(
+    spec: LanguageSpec, limits: Limits, settings: DockerSettings, execution_id: str
+) -> dict[str, object]:
+    """The body of POST /containers/create for one sandbox."""
+    tmpfs_flags = "rw,nosuid,nodev,mode=1777"
+    host_config: dict[str, object] = {
+        "NetworkMode": "none",
+        "ReadonlyRootfs": True,
+        "Tmpfs": {
+            WORKDIR: f"{tmpfs_flags},exec,size={settings.workspace_bytes}",
+            "/tmp": f"{tmpfs_flags},noexec,size={settings.tmp_bytes}",
+        },
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "PidsLimit": limits.max_processes + SUPERVISOR_PIDS,
+        "Memory": limits.memory_bytes,
+        "MemorySwap": limits.memory_bytes,
+        "MemorySwappiness": 0,
+        "NanoCpus": int(settings.cpus * 1e9),
+        "Ulimits": [
+            {"Name": "nofile", "Soft": settings.open_files, "Hard": settings.open_files},
+            {"Name": "core", "Soft": 0, "Hard": 0},
+        ],
+        "IpcMode": "private",
+        "ShmSize": settings.shm_bytes,
+        "Runtime": settings.runtime,
+        "Init": False,
+        "AutoRemove": False,
+        "LogConfig": {"Type": "none", "Config": {}},
+    }
+    return {
+        "Image": spec.image,
+        "Cmd": [SUPERVISOR],
+        "User": SANDBOX_USER,
+        "WorkingDir": WORKDIR,
+        "Env": [f"{key}={value}" for key, value in BASE_ENV.items()],
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": True,
+        "StdinOnce": True,
+        "Tty": False,
+        "NetworkDisabled": True,
+        "Labels": {
+            OWNER_LABEL: settings.instance,
+            EXECUTION_LABEL: execution_id,
+            LANGUAGE_LABEL: spec.id,
+        },
+        "HostConfig": host_config,
+    }
+
+
+def program_env(spec: LanguageSpec, requested: Mapping[str, str]) -> dict[str, str]:
+    """The program's whole environment: a fixed base, the language's, the caller's."""
+    env = dict(BASE_ENV)
+    env.update(spec.env)
+    env.update(requested)
+    return env

@@ -1,0 +1,167 @@
+"""Async access to the Docker engine.
+
+Control calls (create, start, kill, remove, inspect, list) go through the
+`docker` package's low-level APIClient on a dedicated thread pool, so they
+never block the event loop. The attach stream, the hot data path, is a raw
+HTTP upgrade on an asyncio connection: bytes flow without a thread per
+execution, and nothing is lost to a library's read buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import docker
+import docker.errors
+import requests
+
+from codebeaker.runtimes.errors import EngineUnavailable, SandboxFailure
+
+T = TypeVar("T")
+API_VERSION = "1.41"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    running: bool
+    exit_code: int
+    oom_killed: bool
+
+
+@dataclass
+class AttachStream:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Engine:
+    def __init__(self, docker_host: str, threads: int) -> None:
+        self._host = docker_host
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker-api")
+        self._threads = threads
+        self._client: docker.APIClient | None = None
+
+    def _api(self) -> docker.APIClient:
+        if self._client is None:
+            self._client = docker.APIClient(
+                base_url=self._host,
+                version=API_VERSION,
+                timeout=60,
+                max_pool_size=self._threads,
+            )
+        return self._client
+
+    async def _call(self, fn: Callable[[docker.APIClient], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(self._api()))
+        except docker.errors.ImageNotFound as error:
+            raise EngineUnavailable(
+                f"runtime image missing ({error.explanation}); run `make images`"
+            ) from error
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError as error:
+            raise SandboxFailure(f"docker: {error.explanation or error}") from error
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as error:
+            raise EngineUnavailable(
+                f"Docker engine unreachable at {self._host}: {error}"
+            ) from error
+
+    def _unreachable(self, error: Exception) -> EngineUnavailable:
+        return EngineUnavailable(f"Docker engine unreachable at {self._host}: {error}")
+
+    async def ping(self) -> None:
+        await self._call(lambda api: api.ping())
+
+    async def create(self, config: Mapping[str, object]) -> str:
+        created = await self._call(
+            lambda api: api.create_container_from_config(dict(config))  # type: ignore[no-untyped-call]
+        )
+        return str(created["Id"])
+
+    async def start(self, container_id: str) -> None:
+        await self._call(lambda api: api.start(container_id))
+
+    async def kill(self, container_id: str) -> None:
+        """Kill; a container that already stopped or vanished is fine."""
+        with contextlib.suppress(docker.errors.NotFound, SandboxFailure):
+            await self._call(lambda api: api.kill(container_id))
+
+    async def remove(self, container_id: str) -> None:
+        """Force-remove (kills if needed); a vanished container is fine."""
+        with contextlib.suppress(docker.errors.NotFound):
+            await self._call(functools.partial(_remove, container_id=container_id))
+
+    async def state(self, container_id: str) -> ContainerState:
+        info = await self._call(lambda api: api.inspect_container(container_id))
+        state = info.get("State", {})
+        return ContainerState(
+            running=bool(state.get("Running")),
+            exit_code=int(state.get("ExitCode", -1)),
+            oom_killed=bool(state.get("OOMKilled")),
+        )
+
+    async def containers_with_label(self, label: str) -> list[str]:
+        found = await self._call(
+            lambda api: api.containers(all=True, quiet=True, filters={"label": label})
+        )
+        return [str(item["Id"]) for item in found]
+
+    async def image_labels(self, image: str) -> Mapping[str, str]:
+        info = await self._call(lambda api: api.inspect_image(image))  # type: ignore[no-untyped-call]
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+    async def attach(self, container_id: str) -> AttachStream:
+        """Attach stdin, stdout and stderr as one raw, multiplexed stream."""
+        try:
+            reader, writer = await self._connect()
+        except OSError as error:
+            raise EngineUnavailable(
+                f"Docker engine unreachable at {self._host}: {error}"
+            ) from error
+        request = (
+            f"POST /v{API_VERSION}/containers/{container_id}/attach"
+            "?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+            "Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        writer.write(request.encode())
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
+            writer.close()
+            raise SandboxFailure(f"attach to {container_id[:12]} failed: {error}") from error
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status and b" 200 " not in status:
+            writer.close()
+            raise SandboxFailure(f"attach to {container_id[:12]} refused: {status.decode()}")
+        return AttachStream(reader, writer)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        url = urlsplit(self._host)
+        if url.scheme == "unix":
+            return await asyncio.open_unix_connection(url.path)
+        if url.scheme in ("tcp", "http"):
+            return await asyncio.open_connection(url.hostname, url.port or 2375)
+        raise EngineUnavailable(f"unsupported DOCKER_HOST {self._host!r} (use unix:// or tcp://)")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+
+
+def _remove(api: docker.APIClient, container_id: str) -> None:
+    api.remove_container(container_id, force=True, v=True)

@@ -1,0 +1,172 @@
+"""DockerSandbox: one fresh hardened container per execution, used once, removed.
+
+The request path: create the container, attach to it, start it (cb-supervisor
+waits on stdin), send the program, then relay the supervisor's frames as
+events until its exit report. Teardown (kill, drain, remove) always runs, off
+the request path, even when the caller goes away mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+
+from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.docker.container import container_config, program_env
+from codebeaker.runtimes.docker.demux import STDOUT, AttachDemuxer
+from codebeaker.runtimes.docker.engine import AttachStream, Engine
+from codebeaker.runtimes.docker.settings import OWNER_LABEL, DockerSettings
+from codebeaker.runtimes.errors import SandboxFailure
+from codebeaker.runtimes.images import VERSION_LABEL
+from codebeaker.runtimes.model import (
+    Event,
+    Finished,
+    Job,
+    Output,
+    Started,
+    Stream,
+)
+from codebeaker.runtimes.protocol import (
+    FrameDecoder,
+    FrameType,
+    encode_request,
+    parse_exit_report,
+)
+from codebeaker.runtimes.verdict import outcome_from_report, wall_timeout_outcome
+
+log = logging.getLogger(__name__)
+READ_SIZE = 65536
+_STREAMS = {FrameType.STDOUT: Stream.STDOUT, FrameType.STDERR: Stream.STDERR}
+
+
+class DockerSandbox:
+    def __init__(self, catalog: Catalog, settings: DockerSettings) -> None:
+        self._catalog = catalog
+        self._settings = settings
+        self._engine = Engine(settings.docker_host, settings.api_threads)
+        self._teardowns: set[asyncio.Task[None]] = set()
+
+    @property
+    def owner_label(self) -> str:
+        return f"{OWNER_LABEL}={self._settings.instance}"
+
+    async def prepare(self) -> None:
+        orphans = await self._engine.containers_with_label(self.owner_label)
+        if orphans:
+            log.info("removing %d leftover sandbox containers", len(orphans))
+        await asyncio.gather(*(self._engine.remove(cid) for cid in orphans))
+
+    async def unready_reason(self) -> str | None:
+        try:
+            await self._engine.ping()
+            for spec in self._catalog.specs():
+                await self._engine.image_labels(spec.image)
+        except Exception as error:  # health reports any failure as a reason
+            return str(error)
+        return None
+
+    async def versions(self) -> Mapping[str, str]:
+        found: dict[str, str] = {}
+        for spec in self._catalog.specs():
+            with contextlib.suppress(Exception):
+                labels = await self._engine.image_labels(spec.image)
+                found[spec.id] = labels.get(VERSION_LABEL, "")
+        return found
+
+    async def close(self) -> None:
+        while self._teardowns:
+            await asyncio.gather(*list(self._teardowns), return_exceptions=True)
+        self._engine.close()
+
+    async def execute(self, job: Job) -> AsyncGenerator[Event, None]:
+        config = container_config(job.language, job.limits, self._settings, job.execution_id)
+        container_id = await self._engine.create(config)
+        attach: AttachStream | None = None
+        try:
+            attach = await self._engine.attach(container_id)
+            await self._engine.start(container_id)
+            attach.writer.write(_request_bytes(job))
+            await attach.writer.drain()
+            async for event in self._relay(attach, job):
+                yield event
+        finally:
+            self._schedule_teardown(container_id, attach)
+
+    async def _relay(self, attach: AttachStream, job: Job) -> AsyncIterator[Event]:
+        """Supervisor frames -> events, under the server's own wall clock."""
+        demux = AttachDemuxer()
+        frames = FrameDecoder()
+        started_at = time.monotonic()
+        deadline = started_at + job.limits.wall_time + self._settings.wall_grace
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                async with asyncio.timeout(max(remaining, 0)):
+                    data = await attach.reader.read(READ_SIZE)
+            except TimeoutError:
+                log.warning("execution %s: supervisor missed the wall limit", job.execution_id)
+                yield Finished(wall_timeout_outcome(job.limits, time.monotonic() - started_at))
+                return
+            if not data:
+                raise SandboxFailure("the sandbox ended without reporting an exit")
+            for stream, piece in demux.feed(data):
+                if stream != STDOUT:
+                    log.debug("supervisor: %s", piece.decode(errors="replace").rstrip())
+                    continue
+                for frame in frames.feed(piece):
+                    if frame.type is FrameType.STARTED:
+                        yield Started()
+                    elif frame.type in _STREAMS:
+                        yield Output(_STREAMS[frame.type], frame.payload)
+                    elif frame.type is FrameType.EXIT:
+                        report = parse_exit_report(frame.payload)
+                        yield Finished(outcome_from_report(report, job.limits))
+                        return
+                    else:
+                        reason = frame.payload.decode(errors="replace")
+                        raise SandboxFailure(f"supervisor refused the program: {reason}")
+
+    def _schedule_teardown(self, container_id: str, attach: AttachStream | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._teardown(container_id, attach))
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
+    async def _teardown(self, container_id: str, attach: AttachStream | None) -> None:
+        # Keep reading the attach stream while removing: the engine cannot kill
+        # a container whose output nobody reads (DESIGN.md, environment facts).
+        drain = asyncio.create_task(_drain(attach)) if attach else None
+        try:
+            async with asyncio.timeout(self._settings.teardown_timeout):
+                await self._engine.remove(container_id)
+        except Exception:
+            log.exception("teardown of sandbox %s failed", container_id[:12])
+        finally:
+            if drain:
+                drain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drain
+            if attach:
+                attach.close()
+
+
+async def _drain(attach: AttachStream | None) -> None:
+    if attach is None:
+        return
+    with contextlib.suppress(OSError):
+        while await attach.reader.read(READ_SIZE):
+            pass
+
+
+def _request_bytes(job: Job) -> bytes:
+    return encode_request(
+        files=job.files,
+        argv=job.argv(),
+        env=program_env(job.language, job.env),
+        wall_time=job.limits.wall_time,
+        cpu_time=job.limits.cpu_time,
+        output_cap=job.limits.max_output_bytes,
+        stdin=job.stdin,
+    )

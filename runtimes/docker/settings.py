@@ -1,0 +1,38 @@
+"""Tunables of the Docker sandbox that do not vary per request."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from codebeaker.runtimes.limits import MIB
+
+OWNER_LABEL = "io.codebeaker.owner"
+EXECUTION_LABEL = "io.codebeaker.execution"
+LANGUAGE_LABEL = "io.codebeaker.language"
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    # DOCKER_HOST-style address of the engine (unix:// or tcp:// without TLS).
+    docker_host: str = "unix:///var/run/docker.sock"
+    # OCI runtime: "runc" or "runsc" (gVisor).
+    runtime: str = "runc"
+    # Marks our containers so a restarted server removes its own orphans.
+    instance: str = "default"
+    # CPU quota of one sandbox, in CPUs.
+    cpus: float = 1.0
+    workspace_bytes: int = 64 * MIB
+    tmp_bytes: int = 64 * MIB
+    shm_bytes: int = 16 * MIB
+    open_files: int = 1024
+    # Threads for blocking Docker API calls (never run on the event loop).
+    api_threads: int = 32
+    # Extra time past the wall limit before the server's own clock kills.
+    wall_grace: float = 1.0
+    # How long a teardown may take before we give up on it (logged).
+    teardown_timeout: float = 30.0
+
+    @staticmethod
+    def host_from_env() -> str:
+        return os.environ.get("DOCKER_HOST") or DockerSettings.docker_host

@@ -1,0 +1,418 @@
+"""Build the runtime images: `codebeaker/supervisor` and one `codebeaker/<id>` per language.
+
+The sandbox only runs images that are already on the machine, and no container
+registry answers on our machines, so a fresh checkout needs one command that
+makes every image from Debian packages: `python -m codebeaker.runtimes.images
+build` (what `make images` runs). `make run` and `make test` call it every
+time, so re-running it must be nearly free: each image carries a hash of its
+inputs (build context, build args, parent image IDs) in the `INPUTS_LABEL`
+label and is skipped while that hash still matches. Language images also carry
+the runtime's version in `VERSION_LABEL`, which the server reads at start-up.
+
+This is build tooling, not the request path: it drives the `docker` CLI, so the
+user sees Docker's own messages and gets Docker's build cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from codebeaker.runtimes.catalog import Catalog, LanguageSpec
+from codebeaker.runtimes.errors import UnknownLanguage
+
+INPUTS_LABEL = "io.codebeaker.inputs"
+"""Label on every image built here: the hash of everything the image was built from."""
+VERSION_LABEL = "io.codebeaker.version"
+"""Label on every language image: the runtime's version as its `version_command` prints it."""
+
+SUPERVISOR_IMAGE = "codebeaker/supervisor"
+SUPERVISOR_DIR = Path(__file__).resolve().parent / "supervisor"
+DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+LOCAL_BASE_IMAGE = "codebeaker/debian:bookworm"
+BASE_IMAGE_ENV = "CODEBEAKER_BASE_IMAGE"
+PULL_TIMEOUT = 20.0
+ENGINE_TIMEOUT = 15.0
+VERSION_TIMEOUT = 60.0
+TAIL_LINES = 40
+INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
+
+# What `docker import` loses from an mmdebstrap tarball compared with the
+# registry's debian image: the image config. Sources include updates and
+# security so rebuilt images pick up fixes; the dpkg excludes mirror
+# debian:*-slim and persist in the image, keeping apt installs in later
+# layers lean too.
+DEBIAN_SOURCES = (
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian bookworm-updates main",
+    "deb http://deb.debian.org/debian-security bookworm-security main",
+)
+DPKG_EXCLUDES = (
+    *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")),
+    *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("groff", "lintian")),
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",  # after the doc exclude: last match wins
+)
+# Merged /usr the way debootstrap does it; without this hook bookworm's
+# init-system-helpers pulls in usrmerge and, with it, ~50 MB of perl.
+MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+IMPORT_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    'CMD ["bash"]',
+)
+
+Action = Literal["skip", "build", "label"]
+
+
+class BuildError(Exception):
+    """A failure the user can act on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Options:
+    base_image: str | None = None
+    languages: tuple[str, ...] = ()
+    force: bool = False
+    verbose: bool = False
+    supervisor_dir: Path = SUPERVISOR_DIR
+
+
+@dataclass(frozen=True)
+class Target:
+    """One image to build; an empty `version_command` means no version label."""
+
+    image: str
+    context: Path
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    version_command: tuple[str, ...] = ()
+
+
+def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] = os.environ) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m codebeaker.runtimes.images",
+        description="Build the CodeBeaker runtime images.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build = commands.add_parser("build", help="build the supervisor and language images")
+    build.add_argument(
+        "--base-image",
+        metavar="IMAGE",
+        default=environ.get(BASE_IMAGE_ENV) or None,
+        help=f"Debian bookworm image to build on (env {BASE_IMAGE_ENV}; default: "
+        f"{DEFAULT_BASE_IMAGE}, else {LOCAL_BASE_IMAGE} built with mmdebstrap)",
+    )
+    build.add_argument(
+        "--language",
+        metavar="ID",
+        action="append",
+        default=[],
+        help="build only this language (id or alias; repeatable; default: all)",
+    )
+    build.add_argument("--force", action="store_true", help="rebuild without Docker's cache")
+    build.add_argument("-v", "--verbose", action="store_true", help="stream Docker's output")
+    # A stand-in supervisor build context, for testing this tool on its own.
+    build.add_argument(
+        "--supervisor-dir", type=Path, default=SUPERVISOR_DIR, help=argparse.SUPPRESS
+    )
+    ns = parser.parse_args(argv)
+    return Options(ns.base_image, tuple(ns.language), ns.force, ns.verbose, ns.supervisor_dir)
+
+
+def context_files(directory: Path) -> list[Path]:
+    """Every regular file under `directory`, as sorted relative paths."""
+    return sorted(p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
+
+
+def inputs_hash(context: Path, build_args: Mapping[str, str], parents: Sequence[str]) -> str:
+    """A digest of what the image is made from; mtimes and file order do not matter."""
+    digest = hashlib.sha256()
+
+    def put(kind: str, data: bytes) -> None:
+        # Length-prefixed, so no two different input sets can run together.
+        digest.update(kind.encode() + len(data).to_bytes(8, "big") + data)
+
+    put("schema", b"1")
+    for relative in context_files(context):
+        path = context / relative
+        put("file", relative.as_posix().encode())
+        put("exec", b"x" if os.access(path, os.X_OK) else b"-")
+        put("bytes", path.read_bytes())
+    for name in sorted(build_args):
+        put("arg", name.encode())
+        put("value", build_args[name].encode())
+    for parent in parents:
+        put("parent", parent.encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def decide(labels: Mapping[str, str], digest: str, wants_version: bool, force: bool) -> Action:
+    """Skip a current image, only relabel one that lacks its version, else build."""
+    if force or labels.get(INPUTS_LABEL) != digest:
+        return "build"
+    if wants_version and not labels.get(VERSION_LABEL):
+        return "label"
+    return "skip"
+
+
+def parse_version(output: str) -> str:
+    """The first non-empty line of a version command's output."""
+    for line in output.splitlines():
+        version = line.strip()
+        if version:
+            if len(version) > 64 or not version.isprintable():
+                raise BuildError(f"implausible version string {version!r}")
+            return version
+    raise BuildError("the version command printed nothing")
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class Engine(Protocol):
+    """What choosing a base image needs from Docker (a fake in unit tests)."""
+
+    def image_id(self, image: str) -> str | None: ...
+    def pull(self, image: str) -> bool: ...
+    def import_debian(self, tag: str) -> None: ...
+
+
+def resolve_base_image(engine: Engine, explicit: str | None) -> tuple[str, str]:
+    """The base image to build on, and how it was obtained (for the progress line)."""
+    if explicit:
+        if engine.image_id(explicit) or engine.pull(explicit):
+            return explicit, "given"
+        raise BuildError(
+            f"base image {explicit!r} is not on this machine and could not be pulled; "
+            f"build or load it first, or drop --base-image/{BASE_IMAGE_ENV}"
+        )
+    for local in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
+        if engine.image_id(local):
+            return local, "local"
+    if engine.pull(DEFAULT_BASE_IMAGE):
+        return DEFAULT_BASE_IMAGE, "pulled"
+    started = time.monotonic()
+    engine.import_debian(LOCAL_BASE_IMAGE)
+    return LOCAL_BASE_IMAGE, f"built from Debian packages in {time.monotonic() - started:.1f} s"
+
+
+class Docker:
+    """The `docker` CLI: output captured and shown only on failure, unless verbose."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.env = {**os.environ, "DOCKER_CLI_HINTS": "false"}
+
+    def run(
+        self, args: Sequence[str], *, timeout: float | None = None, stream: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                ["docker", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=None if stream else subprocess.PIPE,
+                stderr=None if stream else subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                env=self.env,
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise BuildError(f"the docker CLI is not installed; {INSTALL_HINT}") from None
+
+    def check_engine(self) -> None:
+        try:
+            done = self.run(["info", "--format", "{{.ServerVersion}}"], timeout=ENGINE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BuildError(
+                f"the Docker engine did not answer `docker info` in {ENGINE_TIMEOUT:.0f} s; "
+                "is it still starting, or stuck? Its log says why."
+            ) from None
+        if done.returncode != 0:
+            raise BuildError(
+                f"cannot reach the Docker engine:\n{tail(done.stdout, 5)}\n"
+                f"Start it ({INSTALL_HINT}) or point DOCKER_HOST at a running engine."
+            )
+
+    def inspect(self, image: str, template: str) -> str | None:
+        done = self.run(["image", "inspect", "--format", template, image])
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def image_id(self, image: str) -> str | None:
+        return self.inspect(image, "{{.Id}}") or None
+
+    def labels(self, image: str) -> dict[str, str]:
+        raw = self.inspect(image, "{{json .Config.Labels}}")
+        decoded = json.loads(raw) if raw else None
+        return {str(k): str(v) for k, v in decoded.items()} if isinstance(decoded, dict) else {}
+
+    def pull(self, image: str) -> bool:
+        try:
+            return self.run(["pull", "--quiet", image], timeout=PULL_TIMEOUT).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
+        args = ["build", "--tag", target.image]
+        args += [f"--build-arg={k}={v}" for k, v in sorted(target.build_args.items())]
+        args += [f"--label={k}={v}" for k, v in sorted(labels.items())]
+        args += ["--no-cache"] if no_cache else []
+        done = self.run([*args, str(target.context)], stream=self.verbose)
+        if done.returncode != 0:
+            shown = "" if self.verbose else f"; last lines of its output:\n{tail(done.stdout)}"
+            raise BuildError(f"`docker build` of {target.image} failed{shown}")
+
+    def run_in(self, image: str, command: Sequence[str]) -> str:
+        argv = ["run", "--rm", "--network", "none", image, *command]
+        try:
+            done = self.run(argv, timeout=VERSION_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"`{' '.join(command)}` in {image} did not finish") from None
+        if done.returncode != 0:
+            raise BuildError(f"`{' '.join(command)}` failed in {image}:\n{tail(done.stdout)}")
+        return done.stdout
+
+    def remove(self, image_id: str | None) -> None:
+        # Best effort: a container may still use it; `docker image prune` gets it later.
+        if image_id:
+            self.run(["image", "rm", image_id])
+
+    def import_debian(self, tag: str) -> None:
+        """Build a minimal Debian bookworm with mmdebstrap and `docker import` it as `tag`."""
+        mmdebstrap = shutil.which("mmdebstrap")
+        if mmdebstrap is None:
+            raise BuildError(
+                "no Debian base image here and no registry to pull one from, and mmdebstrap "
+                "(which builds one from Debian packages) is not installed. Install it with "
+                "`sudo apt-get install -y mmdebstrap` and re-run, or pass --base-image IMAGE "
+                f"(or set {BASE_IMAGE_ENV}) naming a Debian bookworm image you have."
+            )
+        strap_argv = [mmdebstrap, "--variant=minbase", "--quiet", *DPKG_EXCLUDES]
+        if MERGED_USR_HOOK.is_dir():
+            strap_argv.append(f"--hook-dir={MERGED_USR_HOOK}")
+        strap_argv += ["bookworm", "-", *DEBIAN_SOURCES]
+        changes = [f"--change={change}" for change in IMPORT_CHANGES]
+        print(f"building {tag} from Debian packages (mmdebstrap, ~30 s)", file=sys.stderr)
+        with tempfile.TemporaryFile("w+") as log:
+            strap = subprocess.Popen(
+                strap_argv, stdout=subprocess.PIPE, stderr=None if self.verbose else log
+            )
+            assert strap.stdout is not None
+            try:
+                imported = subprocess.Popen(
+                    ["docker", "import", *changes, "-", tag],
+                    stdin=strap.stdout,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=self.env,
+                )
+            finally:
+                strap.stdout.close()  # only the importer reads it now
+            import_output, _ = imported.communicate()
+            strap_status = strap.wait()
+            log.seek(0)
+            strap_output = log.read()
+        # Either side failing breaks the other (truncated tar, broken pipe): show both.
+        problems = []
+        if strap_status != 0:
+            problems.append(f"mmdebstrap failed (exit {strap_status}):\n{tail(strap_output)}")
+        if imported.returncode != 0:
+            problems.append(f"`docker import` failed:\n{tail(import_output)}")
+        if problems:
+            raise BuildError("\n".join(problems))
+
+
+def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: bool) -> str:
+    """Build `target` unless it is current; return its one-line status."""
+    digest = inputs_hash(target.context, target.build_args, parents)
+    labels = docker.labels(target.image)
+    action = decide(labels, digest, bool(target.version_command), force)
+    version = labels.get(VERSION_LABEL, "")
+    started = time.monotonic()
+    previous = docker.image_id(target.image) if labels.get(INPUTS_LABEL) else None
+    if action == "build":
+        print(f"building {target.image} ...", file=sys.stderr, flush=True)
+        docker.build(target, {INPUTS_LABEL: digest}, no_cache=force)
+    if action != "skip" and target.version_command:
+        unversioned = docker.image_id(target.image)
+        version = parse_version(docker.run_in(target.image, target.version_command))
+        # Same build, one more label: every step is cached, so this is instant.
+        docker.build(target, {INPUTS_LABEL: digest, VERSION_LABEL: version}, no_cache=False)
+        if unversioned not in (previous, docker.image_id(target.image)):
+            docker.remove(unversioned)
+    if previous and previous != docker.image_id(target.image):
+        docker.remove(previous)  # an image this tool built, now replaced
+    shown = f" (version {version})" if version else ""
+    if action == "skip":
+        return f"{target.image}: up to date{shown}"
+    return f"{target.image}: built in {time.monotonic() - started:.1f} s{shown}"
+
+
+def select(catalog: Catalog, wanted: Sequence[str]) -> list[LanguageSpec]:
+    if not wanted:
+        return catalog.specs()
+    try:
+        chosen = {spec.id: spec for spec in map(catalog.resolve, wanted)}
+    except UnknownLanguage as error:
+        raise BuildError(error.problem) from None
+    return sorted(chosen.values(), key=lambda spec: spec.id)
+
+
+def build_all(options: Options, docker: Docker, catalog: Catalog) -> bool:
+    """Build everything asked for; True when every image is ready."""
+    specs = select(catalog, options.languages)
+    docker.check_engine()
+    base, origin = resolve_base_image(docker, options.base_image)
+    base_id = docker.image_id(base)
+    if base_id is None:
+        raise BuildError(f"base image {base} vanished while building")
+    print(f"base image: {base} ({origin})", flush=True)
+    supervisor = Target(SUPERVISOR_IMAGE, options.supervisor_dir, {"BASE_IMAGE": base})
+    print(ensure_image(docker, supervisor, [base_id], options.force), flush=True)
+    supervisor_id = docker.image_id(SUPERVISOR_IMAGE)
+    if supervisor_id is None:
+        raise BuildError(f"{SUPERVISOR_IMAGE} is missing right after its build")
+    ok = True
+    for spec in specs:
+        args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": SUPERVISOR_IMAGE}
+        target = Target(spec.image, spec.directory, args, spec.version_command)
+        try:
+            print(ensure_image(docker, target, [base_id, supervisor_id], options.force), flush=True)
+        except BuildError as error:
+            # One broken language must not hold back the others.
+            ok = False
+            print(f"{spec.image}: FAILED: {error}", file=sys.stderr, flush=True)
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    started = time.monotonic()
+    try:
+        ok = build_all(options, Docker(options.verbose), Catalog.load())
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if not ok:
+        print("error: some images failed to build (see above)", file=sys.stderr)
+        return 1
+    print(f"images ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The server's one typed configuration, built from flags and CODEBEAKER_* variables.
+
+Every setting is a dataclass field with a help text; the command-line flag is
+the field name with dashes (`--max-concurrency`) and the environment variable
+the same in capitals (`CODEBEAKER_MAX_CONCURRENCY`). A flag beats the variable,
+the variable beats the default. Sizes accept K/M/G suffixes (binary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from codebeaker.runtimes.docker import DockerSettings
+from codebeaker.runtimes.limits import LimitPolicy
+from codebeaker.runtimes.model import Limits
+
+ENV_PREFIX = "CODEBEAKER_"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'256M' -> 268435456; plain numbers are bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 65536, 64K, 256M, 1G)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def _opt(default: object, help: str, kind: str = "") -> Any:
+    return field(default=default, metadata={"help": help, "kind": kind})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = _opt("127.0.0.1:50051", "host:port the gRPC server listens on")
+    log_level: str = _opt("info", "debug, info, warning or error")
+    max_concurrency: int = _opt(8, "executions running at once; more wait, then are refused")
+    admission_wait: float = _opt(2.0, "seconds a call may wait for a free slot")
+    shutdown_grace: float = _opt(30.0, "seconds in-flight executions get on SIGTERM")
+    default_wall_time: float = _opt(10.0, "wall-clock limit when the request sets none (s)")
+    max_wall_time: float = _opt(120.0, "largest wall-clock limit a request may ask (s)")
+    default_cpu_time: float = _opt(10.0, "CPU-time limit when the request sets none (s)")
+    max_cpu_time: float = _opt(120.0, "largest CPU-time limit a request may ask (s)")
+    default_memory: int = _opt(256 << 20, "memory limit when the request sets none", "size")
+    max_memory: int = _opt(4 << 30, "largest memory limit a request may ask", "size")
+    default_processes: int = _opt(64, "process/thread limit when the request sets none")
+    max_processes: int = _opt(1024, "largest process/thread limit a request may ask")
+    default_output: int = _opt(1 << 20, "per-stream output cap when none is set", "size")
+    max_output: int = _opt(16 << 20, "largest per-stream output cap a request may ask", "size")
+    max_source: int = _opt(1 << 20, "largest program (source or all files)", "size")
+    max_stdin: int = _opt(8 << 20, "largest stdin a request may carry", "size")
+    max_files: int = _opt(64, "most files a multi-file program may have")
+    runtime: str = _opt("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
+    instance: str = _opt("default", "owner label value; leftovers with it are removed at start")
+    sandbox_cpus: float = _opt(1.0, "CPU quota of one sandbox, in CPUs")
+    workspace_size: int = _opt(64 << 20, "size of the sandbox's /workspace tmpfs", "size")
+    tmp_size: int = _opt(64 << 20, "size of the sandbox's /tmp tmpfs", "size")
+    docker_host: str = _opt("", "Docker engine address; empty: DOCKER_HOST or the local socket")
+
+    def limit_policy(self) -> LimitPolicy:
+        return LimitPolicy(
+            default=Limits(
+                wall_time=self.default_wall_time,
+                cpu_time=self.default_cpu_time,
+                memory_bytes=self.default_memory,
+                max_processes=self.default_processes,
+                max_output_bytes=self.default_output,
+            ),
+            maximum=Limits(
+                wall_time=self.max_wall_time,
+                cpu_time=self.max_cpu_time,
+                memory_bytes=self.max_memory,
+                max_processes=self.max_processes,
+                max_output_bytes=self.max_output,
+            ),
+        )
+
+    def docker_settings(self) -> DockerSettings:
+        return DockerSettings(
+            docker_host=self.docker_host or DockerSettings.host_from_env(),
+            runtime=self.runtime,
+            instance=self.instance,
+            cpus=self.sandbox_cpus,
+            workspace_bytes=self.workspace_size,
+            tmp_bytes=self.tmp_size,
+        )
+
+
+def _converter(config_field: dataclasses.Field[Any]) -> Any:
+    if config_field.metadata.get("kind") == "size":
+        return parse_size
+    return {int: int, float: float, str: str}[type(config_field.default)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field; defaults stay None so env vars can fill in."""
+    for config_field in dataclasses.fields(ServerConfig):
+        flag = "--" + config_field.name.replace("_", "-")
+        env = ENV_PREFIX + config_field.name.upper()
+        parser.add_argument(
+            flag,
+            dest=config_field.name,
+            default=None,
+            type=_converter(config_field),
+            metavar=config_field.name.upper(),
+            help=f"{config_field.metadata['help']} [env {env}; default {config_field.default}]",
+        )
+
+
+def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerConfig:
+    values: dict[str, Any] = {}
+    for config_field in dataclasses.fields(ServerConfig):
+        value = getattr(args, config_field.name, None)
+        if value is None:
+            raw = environ.get(ENV_PREFIX + config_field.name.upper())
+            if raw is not None and raw != "":
+                try:
+                    value = _converter(config_field)(raw)
+                except ValueError as error:
+                    name = ENV_PREFIX + config_field.name.upper()
+                    raise ValueError(f"{name}: {error}") from None
+        if value is not None:
+            values[config_field.name] = value
+    config = ServerConfig(**values)
+    config.limit_policy()  # validates defaults against maxima
+    if config.max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    return config
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
+    parser = argparse.ArgumentParser(prog="codebeaker serve")
+    add_arguments(parser)
+    return build_config(parser.parse_args(argv), environ)

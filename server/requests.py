@@ -1,0 +1,179 @@
+"""Turning an ExecutionSpec into a validated Job, or an INVALID_ARGUMENT naming the field.
+
+Everything a caller sends is checked here, before any container exists: the
+language, the program's size and file paths, stdin, args, env and limits.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from google.protobuf.duration_pb2 import Duration
+
+from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.errors import InvalidRequest
+from codebeaker.runtimes.limits import LimitPolicy, RequestedLimits
+from codebeaker.runtimes.model import Job, SourceFile
+from codebeaker.v1 import execution_pb2 as pb
+
+MAX_ARGS = 256
+MAX_ENV = 128
+MAX_STRING = 4096
+MAX_PATH = 255
+MAX_REQUEST_ID = 128
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class RequestRules:
+    catalog: Catalog
+    policy: LimitPolicy
+    max_source: int
+    max_stdin: int
+    max_files: int
+
+
+def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
+    language = rules.catalog.resolve(_language(spec.language))
+    if spec.version and language.version and spec.version != language.version:
+        raise InvalidRequest(
+            "spec.version",
+            f"{language.id} {spec.version!r} is not available; this server has {language.version}",
+        )
+    files, entrypoint = _program(spec, language.file_name, rules)
+    if len(spec.stdin) > rules.max_stdin:
+        raise InvalidRequest(
+            "spec.stdin", f"{len(spec.stdin)} bytes is above the maximum {rules.max_stdin}"
+        )
+    return Job(
+        execution_id=uuid.uuid4().hex,
+        language=language,
+        files=files,
+        entrypoint=entrypoint,
+        limits=rules.policy.resolve(_limits(spec.limits)),
+        stdin=spec.stdin,
+        args=_args(spec.args),
+        env=MappingProxyType(_env(spec.env)),
+        request_id=_request_id(spec.request_id),
+    )
+
+
+def _language(name: str) -> str:
+    if not name.strip():
+        raise InvalidRequest("spec.language", "required (e.g. python, javascript)")
+    return name
+
+
+def _program(
+    spec: pb.ExecutionSpec, default_name: str, rules: RequestRules
+) -> tuple[tuple[SourceFile, ...], str]:
+    if spec.source and spec.files:
+        raise InvalidRequest("spec.files", "set either source or files, not both")
+    if spec.source:
+        name = _path("spec.entrypoint", spec.entrypoint) if spec.entrypoint else default_name
+        if len(spec.source) > rules.max_source:
+            raise InvalidRequest(
+                "spec.source", f"{len(spec.source)} bytes is above the maximum {rules.max_source}"
+            )
+        return (SourceFile(name, spec.source),), name
+    if not spec.files:
+        raise InvalidRequest("spec.source", "the program is empty: set source or files")
+    if len(spec.files) > rules.max_files:
+        raise InvalidRequest(
+            "spec.files", f"{len(spec.files)} files; the maximum is {rules.max_files}"
+        )
+    files: list[SourceFile] = []
+    seen: set[str] = set()
+    total = 0
+    for index, item in enumerate(spec.files):
+        field = f"spec.files[{index}].path"
+        path = _path(field, item.path)
+        if path in seen:
+            raise InvalidRequest(field, f"duplicate path {path!r}")
+        seen.add(path)
+        total += len(item.content)
+        files.append(SourceFile(path, item.content))
+    if total > rules.max_source:
+        raise InvalidRequest(
+            "spec.files", f"{total} bytes in all; the maximum is {rules.max_source}"
+        )
+    entrypoint = _path("spec.entrypoint", spec.entrypoint) if spec.entrypoint else files[0].path
+    if entrypoint not in seen:
+        raise InvalidRequest("spec.entrypoint", f"{entrypoint!r} is not one of the files")
+    return tuple(files), entrypoint
+
+
+def _path(field: str, raw: str) -> str:
+    """A normalised relative path inside the workspace, or InvalidRequest."""
+    if not raw:
+        raise InvalidRequest(field, "empty path")
+    if "\x00" in raw or any(ord(c) < 32 for c in raw):
+        raise InvalidRequest(field, "path contains control characters")
+    if len(raw.encode()) > MAX_PATH:
+        raise InvalidRequest(field, f"path longer than {MAX_PATH} bytes")
+    if raw.startswith("/"):
+        raise InvalidRequest(field, f"{raw!r} must be relative")
+    if ".." in raw.split("/"):
+        raise InvalidRequest(field, f"{raw!r} must stay inside the workspace (no '..')")
+    normal = posixpath.normpath(raw)
+    if normal == ".":
+        raise InvalidRequest(field, f"{raw!r} names no file")
+    return normal
+
+
+def _args(args: Sequence[str]) -> tuple[str, ...]:
+    values = tuple(args)
+    if len(values) > MAX_ARGS:
+        raise InvalidRequest("spec.args", f"{len(values)} arguments; the maximum is {MAX_ARGS}")
+    for index, value in enumerate(values):
+        _plain_string(f"spec.args[{index}]", value)
+    return values
+
+
+def _env(env: Mapping[str, str]) -> dict[str, str]:
+    items = dict(env)
+    if len(items) > MAX_ENV:
+        raise InvalidRequest("spec.env", f"{len(items)} variables; the maximum is {MAX_ENV}")
+    for key, value in items.items():
+        if not _ENV_NAME.match(key):
+            raise InvalidRequest(f"spec.env[{key[:40]!r}]", "names are letters, digits and _")
+        _plain_string(f"spec.env[{key!r}]", value)
+    return items
+
+
+def _plain_string(field: str, value: str) -> None:
+    if "\x00" in value:
+        raise InvalidRequest(field, "contains a NUL byte")
+    if len(value.encode()) > MAX_STRING:
+        raise InvalidRequest(field, f"longer than {MAX_STRING} bytes")
+
+
+def _request_id(value: str) -> str:
+    if len(value) > MAX_REQUEST_ID or not value.isprintable():
+        raise InvalidRequest("spec.request_id", f"at most {MAX_REQUEST_ID} printable characters")
+    return value
+
+
+def _seconds(field: str, duration: Duration) -> float | None:
+    value = duration.seconds + duration.nanos / 1e9
+    if value < 0:
+        raise InvalidRequest(field, "must not be negative")
+    return value or None
+
+
+def _limits(limits: pb.ResourceLimits) -> RequestedLimits:
+    for name in ("memory_bytes", "max_processes", "max_output_bytes"):
+        if getattr(limits, name) < 0:
+            raise InvalidRequest(f"spec.limits.{name}", "must not be negative")
+    return RequestedLimits(
+        wall_time=_seconds("spec.limits.wall_time", limits.wall_time),
+        cpu_time=_seconds("spec.limits.cpu_time", limits.cpu_time),
+        memory_bytes=limits.memory_bytes or None,
+        max_processes=limits.max_processes or None,
+        max_output_bytes=limits.max_output_bytes or None,
+    )

@@ -1,0 +1,79 @@
+"""The ExecutionService servicer: protobuf in, domain calls, protobuf out. Nothing else.
+
+Errors are not handled here: domain exceptions propagate to the error
+interceptor, the one place that maps them to gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.model import Finished, Output, Started
+from codebeaker.server.executions import Executions
+from codebeaker.server.requests import RequestRules, build_job
+from codebeaker.server.responses import output_chunks, result_message
+from codebeaker.v1 import execution_pb2 as pb
+from codebeaker.v1 import execution_pb2_grpc as pb_grpc
+
+
+class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
+    def __init__(self, executions: Executions, rules: Callable[[], RequestRules]) -> None:
+        # `rules` is read per call: the catalog learns image versions after start-up.
+        self._executions = executions
+        self._rules = rules
+
+    async def Execute(self, request: pb.ExecuteRequest, context: object) -> pb.ExecuteResponse:
+        job = build_job(request.spec, self._rules())
+        collected = await self._executions.collect(job)
+        return pb.ExecuteResponse(
+            result=result_message(
+                collected.outcome, job.execution_id, collected.stdout, collected.stderr
+            )
+        )
+
+    async def ExecuteStream(
+        self, request: pb.ExecuteStreamRequest, context: object
+    ) -> AsyncIterator[pb.ExecuteStreamResponse]:
+        job = build_job(request.spec, self._rules())
+        sequence = 0
+
+        def message(**event: object) -> pb.ExecuteStreamResponse:
+            nonlocal sequence
+            sequence += 1
+            return pb.ExecuteStreamResponse(sequence=sequence, **event)  # type: ignore[arg-type]
+
+        async with contextlib.aclosing(self._executions.events(job)) as events:
+            async for event in events:
+                if isinstance(event, Started):
+                    yield message(
+                        started=pb.ExecutionStarted(
+                            execution_id=job.execution_id,
+                            language=job.language.id,
+                            version=job.language.version,
+                        )
+                    )
+                elif isinstance(event, Output):
+                    for chunk in output_chunks(event.stream, event.data):
+                        yield message(output=chunk)
+                elif isinstance(event, Finished):
+                    yield message(result=result_message(event.outcome, job.execution_id))
+
+    async def ListRuntimes(
+        self, request: pb.ListRuntimesRequest, context: object
+    ) -> pb.ListRuntimesResponse:
+        return pb.ListRuntimesResponse(runtimes=runtime_messages(self._rules().catalog))
+
+
+def runtime_messages(catalog: Catalog) -> list[pb.Runtime]:
+    return [
+        pb.Runtime(
+            language=spec.id,
+            version=spec.version,
+            aliases=list(spec.aliases),
+            file_name=spec.file_name,
+            compiled=False,
+        )
+        for spec in catalog.specs()
+    ]

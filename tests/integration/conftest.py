@@ -1,0 +1,117 @@
+"""A real `codebeaker serve` process over real Docker, shared by the integration tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from codebeaker.v1 import execution_pb2 as pb
+from codebeaker.v1 import execution_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.docker
+CODEBEAKER = str(Path(sys.executable).with_name("codebeaker"))
+SERVER_SECRET = "CODEBEAKER_TEST_SECRET_VALUE"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    address: str
+    port: int
+    instance: str
+    log: list[str]
+
+    def stub(self) -> pb_grpc.ExecutionServiceStub:
+        return pb_grpc.ExecutionServiceStub(grpc.insecure_channel(self.address))
+
+
+def _follow(stream: object, log: list[str], port_found: threading.Event) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        line = raw.decode(errors="replace")
+        log.append(line)
+        if "listening on" in line:
+            port_found.set()
+
+
+def start_server(*extra: str, instance: str = "") -> Server:
+    instance = instance or f"test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "CODEBEAKER_TEST_SECRET": SERVER_SECRET}
+    process = subprocess.Popen(
+        [CODEBEAKER, "serve", "--address", "127.0.0.1:0", "--instance", instance, *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    log: list[str] = []
+    listening = threading.Event()
+    threading.Thread(target=_follow, args=(process.stderr, log, listening), daemon=True).start()
+    if not listening.wait(30):
+        process.kill()
+        raise RuntimeError("server did not start:\n" + "".join(log))
+    port = int(re.findall(r"\(port (\d+)\)", "".join(log))[0])
+    server = Server(process, f"127.0.0.1:{port}", port, instance, log)
+    channel = grpc.insecure_channel(server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for response in health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60):
+        if response.status == health_pb2.HealthCheckResponse.SERVING:
+            break
+    channel.close()
+    return server
+
+
+def stop_server(server: Server) -> int:
+    server.process.terminate()
+    return server.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    running = start_server()
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def stub(server: Server) -> pb_grpc.ExecutionServiceStub:
+    return server.stub()
+
+
+def our_containers(instance: str) -> list[str]:
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.codebeaker.owner={instance}"],
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout.decode().split()
+
+
+def wait_until_no_containers(instance: str, within: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + within
+    left = our_containers(instance)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = our_containers(instance)
+    return left
+
+
+def run(
+    stub: pb_grpc.ExecutionServiceStub,
+    language: str,
+    source: str | bytes,
+    **fields: object,
+) -> pb.ExecutionResult:
+    data = source.encode() if isinstance(source, str) else source
+    spec = pb.ExecutionSpec(language=language, source=data, **fields)  # type: ignore[arg-type]
+    response: pb.ExecuteResponse = stub.Execute(pb.ExecuteRequest(spec=spec), timeout=60)
+    return response.result

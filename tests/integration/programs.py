@@ -1,0 +1,89 @@
+"""The same behaviours written in each language the integration tests cover."""
+
+from __future__ import annotations
+
+PROGRAMS: dict[str, dict[str, str]] = {
+    "python": {
+        "hello": 'print("hello, world")\n',
+        "echo": "import sys\nsys.stdout.write(sys.stdin.read())\n",
+        "exit3": "import sys\nsys.exit(3)\n",
+        "throw": 'raise ValueError("boom")\n',
+        "loop": "while True:\n    pass\n",
+        "memory": "chunks = []\nwhile True:\n    chunks.append(bytearray(8 << 20))\n",
+        "flood": "import sys\nwhile True:\n    sys.stdout.write('y' * 4096)\n",
+        "network": (
+            "import os, socket, sys\n"
+            "print(sorted(os.listdir('/sys/class/net')))\n"
+            "print(len(open('/proc/net/route').read().splitlines()) - 1)\n"
+            "s = socket.socket()\n"
+            "s.settimeout(2)\n"
+            "try:\n"
+            "    s.connect(('127.0.0.1', int(sys.argv[1])))\n"
+            "    print('connected')\n"
+            "except OSError as e:\n"
+            "    print('refused', type(e).__name__)\n"
+        ),
+        "write_root": (
+            "try:\n"
+            "    open('/pwned', 'w').write('x')\n"
+            "    print('written')\n"
+            "except OSError as e:\n"
+            "    print('blocked', e.errno)\n"
+        ),
+        "fork_bomb": (
+            "import os, time\n"
+            "n = 0\n"
+            "while True:\n"
+            "    try:\n"
+            "        if os.fork() == 0:\n"
+            "            time.sleep(60)\n"
+            "            os._exit(0)\n"
+            "        n += 1\n"
+            "    except OSError:\n"
+            "        print('fork refused after', n, flush=True)\n"
+            "        time.sleep(60)\n"
+        ),
+        "slow": (
+            "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second', flush=True)\n"
+        ),
+        "split_utf8": (
+            "import sys, time\n"
+            "sys.stdout.buffer.write(b'\\xe2\\x82'); sys.stdout.flush()\n"
+            "time.sleep(0.3)\n"
+            "sys.stdout.buffer.write(b'\\xac\\n'); sys.stdout.flush()\n"
+        ),
+        "env": "import os\nfor k in sorted(os.environ):\n    print(k + '=' + os.environ[k])\n",
+        "sleep": "import time\nprint('up', flush=True)\ntime.sleep(60)\n",
+    },
+    "javascript": {
+        "hello": 'console.log("hello, world");\n',
+        "echo": "process.stdin.pipe(process.stdout);\n",
+        "exit3": "process.exit(3);\n",
+        "throw": 'throw new Error("boom");\n',
+        "loop": "for (;;) {}\n",
+        "memory": "const a = []; for (;;) { a.push(Buffer.alloc(8 << 20, 1)); }\n",
+        "flood": (
+            "const s = 'y'.repeat(4096);\n"
+            "function go() {\n"
+            "  while (process.stdout.write(s)) {}\n"
+            "  process.stdout.once('drain', go);\n"
+            "}\n"
+            "go();\n"
+        ),
+        "network": (
+            "const fs = require('fs'); const net = require('net');\n"
+            "console.log(JSON.stringify(fs.readdirSync('/sys/class/net').sort())"
+            ".replace(/\"/g, \"'\").replace(/,/g, ', '));\n"
+            "const routes = fs.readFileSync('/proc/net/route', 'utf8').trim().split('\\n');\n"
+            "console.log(routes.length - 1);\n"
+            "const s = net.connect(Number(process.argv[2]), '127.0.0.1');\n"
+            "s.on('connect', () => { console.log('connected'); s.destroy(); });\n"
+            "s.on('error', (e) => console.log('refused', e.code));\n"
+        ),
+        "write_root": (
+            "try { require('fs').writeFileSync('/pwned', 'x'); console.log('written'); }\n"
+            "catch (e) { console.log('blocked', e.code); }\n"
+        ),
+        "slow": ("console.log('first');\nsetTimeout(() => console.log('second'), 1000);\n"),
+    },
+}
