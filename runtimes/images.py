@@ -1,16 +1,13 @@
 """Build the runtime images: `codebeaker/supervisor` and one `codebeaker/<id>` per language.
 
-The sandbox only runs images that are already on the machine, and no container
-registry answers on our machines, so a fresh checkout needs one command that
-makes every image from Debian packages: `python -m codebeaker.runtimes.images
-build` (what `make images` runs). `make run` and `make test` call it every
-time, so re-running it must be nearly free: each image carries a hash of its
-inputs (build context, build args, parent image IDs) in the `INPUTS_LABEL`
-label and is skipped while that hash still matches. Language images also carry
-the runtime's version in `VERSION_LABEL`, which the server reads at start-up.
-
-This is build tooling, not the request path: it drives the `docker` CLI, so the
-user sees Docker's own messages and gets Docker's build cache.
+The sandbox only runs images already on the machine, and no registry answers on
+our machines, so a fresh checkout needs one command that makes every image from
+Debian packages (`make images`). `make run` and `make test` call it every time,
+so a re-run must be nearly free: each image carries a hash of its inputs (build
+context, build args, parent image IDs) in `INPUTS_LABEL` and is skipped while it
+matches. Language images also carry the runtime's version in `VERSION_LABEL`,
+which the server reads. Build tooling, not the request path: it drives the
+`docker` CLI, so users see Docker's own messages and get Docker's build cache.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,11 +46,8 @@ VERSION_TIMEOUT = 60.0
 TAIL_LINES = 40
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
 
-# What `docker import` loses from an mmdebstrap tarball compared with the
-# registry's debian image: the image config. Sources include updates and
-# security so rebuilt images pick up fixes; the dpkg excludes mirror
-# debian:*-slim and persist in the image, keeping apt installs in later
-# layers lean too.
+# The mmdebstrap base: updates and security sources so rebuilds pick up fixes;
+# debian:*-slim's dpkg excludes, which persist and keep later apt layers lean.
 DEBIAN_SOURCES = (
     "deb http://deb.debian.org/debian bookworm main",
     "deb http://deb.debian.org/debian bookworm-updates main",
@@ -66,10 +61,8 @@ DPKG_EXCLUDES = (
 # Merged /usr the way debootstrap does it; without this hook bookworm's
 # init-system-helpers pulls in usrmerge and, with it, ~50 MB of perl.
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
-IMPORT_CHANGES = (
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    'CMD ["bash"]',
-)
+# The image config `docker import` would otherwise leave empty.
+IMPORT_CHANGES = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
 
 Action = Literal["skip", "build", "label"]
 
@@ -98,10 +91,7 @@ class Target:
 
 
 def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] = os.environ) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m codebeaker.runtimes.images",
-        description="Build the CodeBeaker runtime images.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m codebeaker.runtimes.images")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build = commands.add_parser("build", help="build the supervisor and language images")
     build.add_argument(
@@ -176,7 +166,8 @@ def parse_version(output: str) -> str:
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    """The last lines of a command's output, without terminal colour codes."""
+    return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", text).rstrip().splitlines()[-lines:])
 
 
 class Engine(Protocol):
@@ -252,6 +243,12 @@ class Docker:
     def image_id(self, image: str) -> str | None:
         return self.inspect(image, "{{.Id}}") or None
 
+    def require_id(self, image: str) -> str:
+        found = self.image_id(image)
+        if found is None:
+            raise BuildError(f"image {image} disappeared while the images were being built")
+        return found
+
     def labels(self, image: str) -> dict[str, str]:
         raw = self.inspect(image, "{{json .Config.Labels}}")
         decoded = json.loads(raw) if raw else None
@@ -264,7 +261,7 @@ class Docker:
             return False
 
     def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
-        args = ["build", "--tag", target.image]
+        args = ["build", "--force-rm", "--tag", target.image]  # no leftovers from failed steps
         args += [f"--build-arg={k}={v}" for k, v in sorted(target.build_args.items())]
         args += [f"--label={k}={v}" for k, v in sorted(labels.items())]
         args += ["--no-cache"] if no_cache else []
@@ -293,9 +290,8 @@ class Docker:
         mmdebstrap = shutil.which("mmdebstrap")
         if mmdebstrap is None:
             raise BuildError(
-                "no Debian base image here and no registry to pull one from, and mmdebstrap "
-                "(which builds one from Debian packages) is not installed. Install it with "
-                "`sudo apt-get install -y mmdebstrap` and re-run, or pass --base-image IMAGE "
+                "no Debian base image here, none to pull, and no mmdebstrap to build one: "
+                "run `sudo apt-get install -y mmdebstrap`, or pass --base-image IMAGE "
                 f"(or set {BASE_IMAGE_ENV}) naming a Debian bookworm image you have."
             )
         strap_argv = [mmdebstrap, "--variant=minbase", "--quiet", *DPKG_EXCLUDES]
@@ -375,15 +371,11 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> bool:
     specs = select(catalog, options.languages)
     docker.check_engine()
     base, origin = resolve_base_image(docker, options.base_image)
-    base_id = docker.image_id(base)
-    if base_id is None:
-        raise BuildError(f"base image {base} vanished while building")
+    base_id = docker.require_id(base)
     print(f"base image: {base} ({origin})", flush=True)
     supervisor = Target(SUPERVISOR_IMAGE, options.supervisor_dir, {"BASE_IMAGE": base})
     print(ensure_image(docker, supervisor, [base_id], options.force), flush=True)
-    supervisor_id = docker.image_id(SUPERVISOR_IMAGE)
-    if supervisor_id is None:
-        raise BuildError(f"{SUPERVISOR_IMAGE} is missing right after its build")
+    supervisor_id = docker.require_id(SUPERVISOR_IMAGE)
     ok = True
     for spec in specs:
         args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": SUPERVISOR_IMAGE}

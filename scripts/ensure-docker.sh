@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers and mmdebstrap is installed, on a fresh
+# Debian machine (CI calls this; run as root). Idempotent: with Docker already
+# answering and mmdebstrap present it changes nothing.
+#
+# No container registry can be reached from our machines, so the runtime images
+# are built from Debian packages: mmdebstrap makes the base image
+# (python -m codebeaker.runtimes.images build does that when needed).
+#
+# Environment: DOCKERD_LOG (default /var/log/dockerd.log),
+#              DOCKER_WAIT_SECONDS (default 60).
+set -euo pipefail
+
+LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+WAIT_SECONDS="${DOCKER_WAIT_SECONDS:-60}"
+PIDFILE=/var/run/docker.pid
+
+say() { echo "ensure-docker: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+docker_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+apt_updated=no
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "installing $* needs root: run this script as root (sudo $0)"
+    if [ "$apt_updated" = no ]; then
+        apt-get update -qq
+        apt_updated=yes
+    fi
+    say "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_mmdebstrap() {
+    command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+}
+
+if docker_answers; then
+    ensure_mmdebstrap
+    say "Docker engine answers; mmdebstrap present; nothing to do"
+    exit 0
+fi
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+# docker.io also brings the client; a client may exist alone (e.g. /usr/local/bin/docker).
+command -v docker >/dev/null || [[ " ${missing[*]} " == *" docker.io "* ]] || missing+=(docker.io)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+
+[ "$(id -u)" -eq 0 ] || die "no Docker engine answers and starting one needs root: sudo $0"
+
+# A dockerd that is still starting (or a second call of this script) must not
+# get a twin: a live pid in its pid file means wait for it instead.
+if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    say "dockerd (pid $(cat "$PIDFILE")) is already running; waiting for it to answer"
+elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    say "starting docker with systemd"
+    systemctl start docker || true  # the wait below reports what went wrong
+    LOG="(see: journalctl -u docker)"
+else
+    say "starting dockerd in the background (log: $LOG)"
+    mkdir -p "$(dirname "$LOG")"
+    # setsid + nohup: the daemon outlives this script and its terminal.
+    setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
+    started_pid=$!
+fi
+
+answered=no
+for ((i = 0; i < WAIT_SECONDS; i++)); do
+    if docker_answers; then
+        answered=yes
+        break
+    fi
+    # No point waiting out the clock for a daemon that already gave up.
+    if [ -n "${started_pid:-}" ] && ! kill -0 "$started_pid" 2>/dev/null; then
+        break
+    fi
+    sleep 1
+done
+if [ "$answered" = yes ]; then
+    say "Docker engine answers (server $(docker info --format '{{.ServerVersion}}'))"
+    exit 0
+fi
+
+if [ -n "${started_pid:-}" ] && ! kill -0 "$started_pid" 2>/dev/null; then
+    say "error: dockerd exited instead of starting"
+else
+    say "error: the Docker engine did not answer within ${WAIT_SECONDS}s"
+fi
+if [ -f "$LOG" ]; then
+    say "last lines of $LOG:"
+    tail -n 30 "$LOG" >&2
+else
+    say "log: $LOG"
+    if [ -d /run/systemd/system ]; then journalctl -u docker -n 30 --no-pager >&2 || true; fi
+fi
+exit 1
