@@ -23,7 +23,8 @@ from codebeaker.runtimes.model import Limits
 
 SUPERVISOR = "/usr/local/bin/cb-supervisor"
 WORKDIR = "/workspace"
-SANDBOX_USER = "65534:65534"
+SANDBOX_UID = 65534
+SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": WORKDIR,
@@ -39,12 +40,15 @@ def container_config(
     spec: LanguageSpec, limits: Limits, settings: DockerSettings, execution_id: str
 ) -> dict[str, object]:
     """The body of POST /containers/create for one sandbox."""
-    tmpfs_flags = "rw,nosuid,nodev,mode=1777"
+    # Docker copies the image's directory attributes onto a tmpfs, so the
+    # workspace is handed to the sandbox user by uid/gid rather than by mode.
+    tmpfs_flags = "rw,nosuid,nodev"
     host_config: dict[str, object] = {
         "NetworkMode": "none",
         "ReadonlyRootfs": True,
         "Tmpfs": {
-            WORKDIR: f"{tmpfs_flags},exec,size={settings.workspace_bytes}",
+            WORKDIR: f"{tmpfs_flags},exec,uid={SANDBOX_UID},gid={SANDBOX_UID},"
+            f"size={settings.workspace_bytes}",
             "/tmp": f"{tmpfs_flags},noexec,size={settings.tmp_bytes}",
         },
         "CapDrop": ["ALL"],

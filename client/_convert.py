@@ -1,0 +1,164 @@
+"""The one place where SDK values and `codebeaker.v1` messages meet.
+
+Both clients build requests and read responses through these functions, so the
+sync and asyncio APIs cannot drift apart, and no protobuf type escapes into the
+public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from google.protobuf.duration_pb2 import Duration
+
+from codebeaker.client.types import (
+    ExecutionResult,
+    ExecutionStatus,
+    File,
+    Finished,
+    Limits,
+    Output,
+    OutputStream,
+    Runtime,
+    Started,
+    StreamEvent,
+)
+from codebeaker.v1 import execution_pb2 as pb
+
+Source = str | bytes
+"""A single-file program: text (sent as UTF-8) or bytes."""
+
+Files = Sequence[File] | Mapping[str, bytes | str]
+"""Files of a multi-file program: `File`s, or a mapping of path to content."""
+
+_STATUS_PREFIX = "EXECUTION_STATUS_"
+
+
+def build_spec(
+    language: str,
+    source: Source | None,
+    *,
+    files: Files | None,
+    entrypoint: str | None,
+    stdin: bytes | str,
+    args: Iterable[str],
+    env: Mapping[str, str] | None,
+    limits: Limits | None,
+    version: str | None,
+    request_id: str | None,
+) -> pb.ExecutionSpec:
+    """The wire form of one program; the server validates its meaning."""
+    if isinstance(args, str | bytes):
+        # A lone string would silently become one argument per character.
+        raise TypeError("args must be a sequence of strings, not a single string")
+    spec = pb.ExecutionSpec(
+        language=language,
+        version=version or "",
+        source=_as_bytes(source) if source is not None else b"",
+        files=[pb.File(path=f.path, content=f.content) for f in _as_files(files)],
+        entrypoint=entrypoint or "",
+        stdin=_as_bytes(stdin),
+        args=list(args),
+        env=dict(env or {}),
+        request_id=request_id or "",
+    )
+    if limits is not None:
+        spec.limits.CopyFrom(_limits_to_proto(limits))
+    return spec
+
+
+def result_from_proto(message: pb.ExecutionResult) -> ExecutionResult:
+    return ExecutionResult(
+        status=_status_from_proto(message.status),
+        exit_code=message.exit_code,
+        signal=message.signal,
+        stdout=message.stdout,
+        stderr=message.stderr,
+        stdout_truncated=message.stdout_truncated,
+        stderr_truncated=message.stderr_truncated,
+        wall_time=_seconds(message.wall_time),
+        cpu_time=_seconds(message.cpu_time),
+        peak_memory_bytes=message.peak_memory_bytes,
+        execution_id=message.execution_id,
+        message=message.message,
+    )
+
+
+def event_from_proto(message: pb.ExecuteStreamResponse) -> StreamEvent | None:
+    """The event a stream message carries; None for a kind this SDK predates."""
+    kind = message.WhichOneof("event")
+    if kind == "started":
+        started = message.started
+        return Started(
+            execution_id=started.execution_id,
+            language=started.language,
+            version=started.version,
+        )
+    if kind == "output":
+        # UNSPECIFIED is only the proto3 default; keeping the bytes as stdout
+        # beats dropping them.
+        stream = (
+            OutputStream.STDERR
+            if message.output.stream == pb.OUTPUT_STREAM_STDERR
+            else OutputStream.STDOUT
+        )
+        return Output(stream=stream, data=message.output.data)
+    if kind == "result":
+        return Finished(result=result_from_proto(message.result))
+    return None
+
+
+def runtimes_from_proto(message: pb.ListRuntimesResponse) -> list[Runtime]:
+    return [
+        Runtime(
+            language=runtime.language,
+            version=runtime.version,
+            aliases=tuple(runtime.aliases),
+            file_name=runtime.file_name,
+            compiled=runtime.compiled,
+        )
+        for runtime in message.runtimes
+    ]
+
+
+def _as_bytes(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _as_files(files: Files | None) -> list[File]:
+    if files is None:
+        return []
+    if isinstance(files, Mapping):
+        return [File(path=path, content=_as_bytes(content)) for path, content in files.items()]
+    return list(files)
+
+
+def _limits_to_proto(limits: Limits) -> pb.ResourceLimits:
+    message = pb.ResourceLimits(
+        memory_bytes=limits.memory_bytes or 0,
+        max_processes=limits.max_processes or 0,
+        max_output_bytes=limits.max_output_bytes or 0,
+    )
+    if limits.wall_time is not None:
+        message.wall_time.CopyFrom(_duration(limits.wall_time))
+    if limits.cpu_time is not None:
+        message.cpu_time.CopyFrom(_duration(limits.cpu_time))
+    return message
+
+
+def _duration(seconds: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(round(seconds * 1_000_000_000))
+    return duration
+
+
+def _seconds(duration: Duration) -> float:
+    return duration.ToNanoseconds() / 1_000_000_000
+
+
+def _status_from_proto(value: pb.ExecutionStatus.ValueType) -> ExecutionStatus:
+    try:
+        return ExecutionStatus(pb.ExecutionStatus.Name(value).removeprefix(_STATUS_PREFIX))
+    except ValueError:
+        # A verdict added after this SDK was built.
+        return ExecutionStatus.UNSPECIFIED

@@ -1,0 +1,246 @@
+"""The asyncio client: `AsyncClient` and its async stream iterator (grpc.aio).
+
+For services and agents that run many executions concurrently on one event
+loop. The conversions and error mapping are the sync client's (`_convert`,
+`errors`); what is particular here is cancellation: cancelling the awaiting
+task, `aclose()` or leaving `async with` cancels the RPC, and the server kills
+the program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Protocol, Self, cast
+
+import grpc
+
+from codebeaker.client._convert import (
+    Files,
+    Source,
+    build_spec,
+    event_from_proto,
+    result_from_proto,
+    runtimes_from_proto,
+)
+from codebeaker.client._settings import (
+    ChannelOptions,
+    channel_options,
+    deadline,
+    resolve_address,
+)
+from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
+from codebeaker.client.types import ExecutionResult, Finished, Limits, Runtime, StreamEvent
+from codebeaker.v1 import execution_pb2 as pb
+from codebeaker.v1 import execution_pb2_grpc as pb_grpc
+
+
+class _AsyncStreamCall(Protocol):
+    """The part of grpc.aio's response-stream call object this module uses."""
+
+    async def read(self) -> object: ...
+
+    def cancel(self) -> bool: ...
+
+
+class AsyncExecutionStream(AsyncIterator[StreamEvent]):
+    """Events of one streamed execution: `Started`, `Output`..., `Finished`.
+
+    `async for` over it, or use it as an async context manager: leaving the
+    block, `aclose()`/`cancel()` before `Finished`, or cancelling the task that
+    awaits it cancels the RPC. RPC failures raise `CodeBeakerError`s.
+    """
+
+    def __init__(self, call: _AsyncStreamCall) -> None:
+        self._call = call
+        self._closed = False
+        self._exhausted = False
+        self._result: ExecutionResult | None = None
+
+    @property
+    def result(self) -> ExecutionResult | None:
+        """The verdict, once the `Finished` event has been read."""
+        return self._result
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while not (self._exhausted or self._closed):
+            try:
+                with translate_rpc_errors():
+                    message = await self._call.read()
+            except CodeBeakerError:
+                self._exhausted = True
+                if self._closed:
+                    break  # the failure is the cancellation we asked for
+                raise
+            except asyncio.CancelledError:
+                if self._closed and not _task_is_being_cancelled():
+                    break  # grpc.aio reports our own cancel() this way
+                self.cancel()
+                raise
+            if not isinstance(message, pb.ExecuteStreamResponse):  # grpc.aio.EOF
+                self._exhausted = True
+                if self._result is None:
+                    raise ServiceError("the stream ended without a result")
+                break
+            event = event_from_proto(message)
+            if isinstance(event, Finished):
+                self._result = event.result
+            if event is not None:
+                return event
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        """Stop the execution if it is still running."""
+        # Once the verdict is in, the server is done: nothing left to stop.
+        if not (self._closed or self._exhausted or self._result is not None):
+            self._closed = True
+            self._call.cancel()
+        self._closed = True
+
+    async def aclose(self) -> None:
+        """Same as `cancel()`; lets `contextlib.aclosing` and friends work."""
+        self.cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+
+class AsyncClient:
+    """asyncio CodeBeaker client over one grpc.aio channel.
+
+    Create it inside a running event loop. `address` defaults to
+    `$CODEBEAKER_ADDRESS`, else 127.0.0.1:50051. `timeout` (seconds) is the
+    deadline of each call that does not pass its own; None means no deadline.
+    Use as an async context manager, or `await close()`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,
+        options: ChannelOptions | None = None,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(self.address, options=channel_options(options))
+        # The stub's overloads cannot tell an (untyped) aio channel from a sync one.
+        self._stub = cast(
+            "pb_grpc.ExecutionServiceAsyncStub", pb_grpc.ExecutionServiceStub(self._channel)
+        )
+
+    async def execute(
+        self,
+        language: str,
+        source: Source | None = None,
+        *,
+        files: Files | None = None,
+        entrypoint: str | None = None,
+        stdin: bytes | str = b"",
+        args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        version: str | None = None,
+        request_id: str | None = None,
+        # A gRPC deadline travels to the server, which asyncio.timeout cannot do.
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ExecutionResult:
+        """Run a program to completion and return its verdict and buffered output."""
+        spec = build_spec(
+            language,
+            source,
+            files=files,
+            entrypoint=entrypoint,
+            stdin=stdin,
+            args=args,
+            env=env,
+            limits=limits,
+            version=version,
+            request_id=request_id,
+        )
+        # Cancelling the awaiting task cancels the grpc.aio call with it.
+        with translate_rpc_errors():
+            response: pb.ExecuteResponse = await self._stub.Execute(
+                pb.ExecuteRequest(spec=spec), timeout=deadline(timeout, self.timeout)
+            )
+        return result_from_proto(response.result)
+
+    def stream(
+        self,
+        language: str,
+        source: Source | None = None,
+        *,
+        files: Files | None = None,
+        entrypoint: str | None = None,
+        stdin: bytes | str = b"",
+        args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        version: str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncExecutionStream:
+        """Run a program, yielding its output as it is produced, then the verdict.
+
+        Not a coroutine: `async for event in client.stream(...)` directly.
+        """
+        spec = build_spec(
+            language,
+            source,
+            files=files,
+            entrypoint=entrypoint,
+            stdin=stdin,
+            args=args,
+            env=env,
+            limits=limits,
+            version=version,
+            request_id=request_id,
+        )
+        with translate_rpc_errors():
+            call: _AsyncStreamCall = self._stub.ExecuteStream(
+                pb.ExecuteStreamRequest(spec=spec), timeout=deadline(timeout, self.timeout)
+            )
+        return AsyncExecutionStream(call)
+
+    async def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:  # noqa: ASYNC109
+        """The languages the server can run."""
+        with translate_rpc_errors():
+            response: pb.ListRuntimesResponse = await self._stub.ListRuntimes(
+                pb.ListRuntimesRequest(), timeout=deadline(timeout, self.timeout)
+            )
+        return runtimes_from_proto(response)
+
+    async def close(self) -> None:
+        """Close the channel; RPCs still running on it are cancelled."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(address={self.address!r}, timeout={self.timeout!r})"
+
+
+def _task_is_being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

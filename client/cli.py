@@ -1,0 +1,180 @@
+"""The `codebeaker` command: `run` and `runtimes` here, `serve` from the server.
+
+One entry point for users of every kind. The client subcommands use only the
+SDK; the server package contributes `serve` through
+`codebeaker.server.cli.register(subparsers)` when it is installed. Every
+subcommand sets `handler=<callable(args) -> int>`; `main` calls it and turns
+failures into one line on stderr and an exit code (table in `_cli_support`),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import TypeAlias
+
+from codebeaker.client import _cli_run
+from codebeaker.client._cli_support import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_SOFTWARE,
+    EXIT_USAGE,
+    PROG,
+    CliError,
+    explain_error,
+    parse_seconds,
+    say,
+)
+from codebeaker.client._settings import ADDRESS_ENV, default_address
+from codebeaker.client.errors import CodeBeakerError
+from codebeaker.client.sync import Client
+
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+_SERVER_CLI = "codebeaker.server.cli"
+_CLIENT_COMMANDS = frozenset({"run", "runtimes"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(arguments)
+    program_args: list[str] = []
+    if command == "run" and "--" in arguments[arguments.index(command) :]:
+        # Everything after `--` is the program's, verbatim; argparse would
+        # reject it once an option follows FILE.
+        split = arguments.index("--", arguments.index(command))
+        arguments, program_args = arguments[:split], arguments[split + 1 :]
+    parser = build_parser(with_server=command not in _CLIENT_COMMANDS)
+    args = parser.parse_args(arguments)
+    if program_args:
+        args.program_args = [*args.program_args, *program_args]
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        say("choose a command")
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except CliError as error:
+        say(error.message)
+        return error.exit_code
+    except CodeBeakerError as error:
+        failure = explain_error(error, getattr(args, "address", None))
+        say(failure.message)
+        return failure.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read our stdout left; don't fail again flushing it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def build_parser(*, with_server: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run untrusted code in isolated, single-use containers.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--address",
+        default=default_address(),
+        help=f"server address (default: %(default)s, from ${ADDRESS_ENV} if set)",
+    )
+    connection.add_argument(
+        "--timeout",
+        type=parse_seconds,
+        metavar="S",
+        help="deadline of each call to the server (default: none)",
+    )
+
+    run = subparsers.add_parser(
+        "run",
+        parents=[connection],
+        help="run a source file in a sandbox",
+        description="Run FILE in a fresh sandbox, streaming its output; exit with its code.",
+        epilog="Exit codes: the program's own, else 2 usage/invalid request, 69 unavailable, "
+        "70 service error, 75 server busy, 124 time limit or deadline, 125 memory/output "
+        "limit, 126 compile error, 128+N killed by signal N, 130 interrupted.",
+    )
+    _cli_run.add_arguments(run)
+
+    runtimes = subparsers.add_parser(
+        "runtimes",
+        parents=[connection],
+        help="list the languages the server can run",
+        description="List the languages, versions and aliases the server can run.",
+    )
+    runtimes.set_defaults(handler=list_runtimes)
+
+    if with_server:
+        _add_server_commands(subparsers)
+    return parser
+
+
+def list_runtimes(args: argparse.Namespace) -> int:
+    with Client(args.address, timeout=args.timeout) as client:
+        runtimes = client.runtimes()
+    rows = [("LANGUAGE", "VERSION", "ALIASES", "FILE", "COMPILED")]
+    rows += [
+        (r.language, r.version, ", ".join(r.aliases), r.file_name, "yes" if r.compiled else "no")
+        for r in sorted(runtimes, key=lambda r: (r.language, r.version))
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(line.rstrip())
+    return 0
+
+
+def _add_server_commands(subparsers: SubParsers) -> None:
+    try:
+        module = importlib.import_module(_SERVER_CLI)
+    except ModuleNotFoundError as error:
+        if error.name in {"codebeaker.server", _SERVER_CLI}:
+            return  # a client-only install: no `serve`
+        problem: Exception = error
+    except Exception as error:
+        problem = error
+    else:
+        register: Callable[[SubParsers], None] = module.register
+        register(subparsers)
+        return
+    # The server is installed but broken: say why instead of hiding `serve`.
+    broken = subparsers.add_parser("serve", help="(unavailable) run the CodeBeaker server")
+    broken.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def unavailable(args: argparse.Namespace) -> int:
+        say(f"serve is unavailable: cannot import {_SERVER_CLI}: {problem}")
+        return EXIT_SOFTWARE
+
+    broken.set_defaults(handler=unavailable)
+
+
+def _command_of(arguments: Sequence[str]) -> str | None:
+    """The subcommand's name (no top-level option takes a value).
+
+    Knowing it early lets `run` and `runtimes` skip importing the server,
+    which costs ~0.15 s of start-up.
+    """
+    return next((a for a in arguments if not a.startswith("-")), None)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("codebeaker")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The blocking client: `Client` and its stream iterator, over a grpc channel.
+
+For scripts, notebooks, the CLI and threaded callers. Requests and results go
+through `_convert`, failures through `errors.translate_rpc_errors`, so this
+module only adds what is particular to blocking gRPC: futures that are
+cancelled when the caller is interrupted, and an iterator whose `close()`
+cancels the RPC so the server tears the sandbox down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Protocol, Self
+
+import grpc
+
+from codebeaker.client._convert import (
+    Files,
+    Source,
+    build_spec,
+    event_from_proto,
+    result_from_proto,
+    runtimes_from_proto,
+)
+from codebeaker.client._settings import (
+    ChannelOptions,
+    channel_options,
+    deadline,
+    resolve_address,
+)
+from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
+from codebeaker.client.types import ExecutionResult, Finished, Limits, Runtime, StreamEvent
+from codebeaker.v1 import execution_pb2 as pb
+from codebeaker.v1 import execution_pb2_grpc as pb_grpc
+
+
+class _StreamCall(Protocol):
+    """The part of grpc's response-stream call object this module uses."""
+
+    def __next__(self) -> pb.ExecuteStreamResponse: ...
+
+    def cancel(self) -> bool: ...
+
+
+class ExecutionStream(Iterator[StreamEvent]):
+    """Events of one streamed execution: `Started`, `Output`..., `Finished`.
+
+    Iterate it, or use it as a context manager: leaving the block, `close()`
+    or `cancel()` before `Finished` cancels the RPC and the server kills the
+    program. RPC failures (at start or mid-stream) raise `CodeBeakerError`s.
+    """
+
+    def __init__(self, call: _StreamCall) -> None:
+        self._call = call
+        self._closed = False
+        self._exhausted = False
+        self._result: ExecutionResult | None = None
+
+    @property
+    def result(self) -> ExecutionResult | None:
+        """The verdict, once the `Finished` event has been read."""
+        return self._result
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        while not (self._exhausted or self._closed):
+            try:
+                with translate_rpc_errors():
+                    message = next(self._call)
+            except StopIteration:
+                self._exhausted = True
+                if self._result is None:
+                    raise ServiceError("the stream ended without a result") from None
+                break
+            except CodeBeakerError:
+                self._exhausted = True
+                if self._closed:
+                    break  # the failure is the cancellation we asked for
+                raise
+            except BaseException:
+                # Interrupted while waiting (Ctrl-C, ...): the program is still
+                # running; don't leave it behind.
+                self.cancel()
+                raise
+            event = event_from_proto(message)
+            if isinstance(event, Finished):
+                self._result = event.result
+            if event is not None:
+                return event
+        raise StopIteration
+
+    def cancel(self) -> None:
+        """Stop the execution if it is still running; safe from any thread."""
+        # Once the verdict is in, the server is done: nothing left to stop.
+        if not (self._closed or self._exhausted or self._result is not None):
+            self._closed = True
+            self._call.cancel()
+        self._closed = True
+
+    def close(self) -> None:
+        """Same as `cancel()`; lets `contextlib.closing` and friends work."""
+        self.cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+
+class Client:
+    """Blocking CodeBeaker client over one gRPC channel.
+
+    `address` defaults to `$CODEBEAKER_ADDRESS`, else 127.0.0.1:50051.
+    `timeout` (seconds) is the deadline of each call that does not pass its
+    own; None means no deadline. Use as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,
+        options: ChannelOptions | None = None,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address, options=channel_options(options))
+        self._stub: pb_grpc.ExecutionServiceStub = pb_grpc.ExecutionServiceStub(self._channel)
+
+    def execute(
+        self,
+        language: str,
+        source: Source | None = None,
+        *,
+        files: Files | None = None,
+        entrypoint: str | None = None,
+        stdin: bytes | str = b"",
+        args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        version: str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ExecutionResult:
+        """Run a program to completion and return its verdict and buffered output."""
+        spec = build_spec(
+            language,
+            source,
+            files=files,
+            entrypoint=entrypoint,
+            stdin=stdin,
+            args=args,
+            env=env,
+            limits=limits,
+            version=version,
+            request_id=request_id,
+        )
+        with translate_rpc_errors():
+            future = self._stub.Execute.future(
+                pb.ExecuteRequest(spec=spec), timeout=deadline(timeout, self.timeout)
+            )
+            try:
+                response: pb.ExecuteResponse = future.result()
+            except BaseException:
+                # Interrupted (Ctrl-C, ...): don't leave the program running.
+                future.cancel()
+                raise
+        return result_from_proto(response.result)
+
+    def stream(
+        self,
+        language: str,
+        source: Source | None = None,
+        *,
+        files: Files | None = None,
+        entrypoint: str | None = None,
+        stdin: bytes | str = b"",
+        args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        version: str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ExecutionStream:
+        """Run a program, yielding its output as it is produced, then the verdict."""
+        spec = build_spec(
+            language,
+            source,
+            files=files,
+            entrypoint=entrypoint,
+            stdin=stdin,
+            args=args,
+            env=env,
+            limits=limits,
+            version=version,
+            request_id=request_id,
+        )
+        with translate_rpc_errors():
+            call: _StreamCall = self._stub.ExecuteStream(
+                pb.ExecuteStreamRequest(spec=spec), timeout=deadline(timeout, self.timeout)
+            )
+        return ExecutionStream(call)
+
+    def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:
+        """The languages the server can run."""
+        with translate_rpc_errors():
+            response: pb.ListRuntimesResponse = self._stub.ListRuntimes(
+                pb.ListRuntimesRequest(), timeout=deadline(timeout, self.timeout)
+            )
+        return runtimes_from_proto(response)
+
+    def close(self) -> None:
+        """Close the channel; RPCs still running on it are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(address={self.address!r}, timeout={self.timeout!r})"
