@@ -44,7 +44,7 @@ def _follow(stream: object, log: list[str], port_found: threading.Event) -> None
             port_found.set()
 
 
-def start_server(*extra: str, instance: str = "") -> Server:
+def start_server(*extra: str, instance: str = "", wait_serving: bool = True) -> Server:
     instance = instance or f"test-{os.getpid()}-{time.monotonic_ns()}"
     env = {**os.environ, "CODEBEAKER_TEST_SECRET": SERVER_SECRET}
     process = subprocess.Popen(
@@ -61,6 +61,8 @@ def start_server(*extra: str, instance: str = "") -> Server:
         raise RuntimeError("server did not start:\n" + "".join(log))
     port = int(re.findall(r"\(port (\d+)\)", "".join(log))[0])
     server = Server(process, f"127.0.0.1:{port}", port, instance, log)
+    if not wait_serving:
+        return server
     channel = grpc.insecure_channel(server.address)
     health = health_pb2_grpc.HealthStub(channel)
     for response in health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60):
