@@ -1,13 +1,13 @@
 /*
  * cb-supervisor: the PID 1 of a CodeBeaker sandbox container.
  *
- * It reads one request from fd 0, writes the program's files into the working
- * directory, runs the program as its only child, pumps the program's stdin,
- * forwards its stdout/stderr as frames on fd 1, enforces the wall, CPU and
- * output limits, kills every process in the sandbox, reports and exits.
- * The wire format is specified in PROTOCOL.md next to this file.
+ * Reads one request from fd 0, writes the program's files into the working
+ * directory, runs the program as its only child, pumps its stdin, forwards
+ * its stdout/stderr as frames on fd 1, enforces the wall, CPU and output
+ * limits, kills every process in the sandbox, reports and exits. The wire
+ * format is specified in PROTOCOL.md next to this file. Nothing but frames
+ * ever goes to fd 1; diagnostics go to fd 2.
  *
- * Nothing but frames is ever written to fd 1; diagnostics go to fd 2.
  * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor supervisor.c
  */
 #define _GNU_SOURCE
@@ -24,31 +24,28 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_PATH 4096             /* bytes per file path */
+#define MAX_PATH 4096              /* bytes per file path */
 #define MAX_FILES 1024
 #define MAX_ARGS 4096
 #define MAX_ENVS 4096
-#define MAX_STR (1u << 20)        /* bytes per argv/env string */
-#define MAX_STRS (4u << 20)       /* bytes of all argv/env strings together */
-#define MAX_LIMIT_MS 1000000000000ull /* clamp for wall_ms/cpu_ms (no overflow) */
-#define CHUNK 65536               /* frame payload limit and read size */
-#define CPU_POLL_MS 10            /* cgroup CPU sampling period */
-#define DRAIN_MS 500              /* max wait for pipe EOF after the child exits */
+#define MAX_STR (1u << 20)         /* bytes per argv/env string */
+#define MAX_STRS (4u << 20)        /* bytes of all argv/env strings together */
+#define MAX_LIMIT_MS 1000000000000ull /* wall_ms/cpu_ms are clamped to this */
+#define CHUNK 65536                /* frame payload limit and read size */
+#define CPU_POLL_MS 10             /* cgroup CPU sampling period */
+#define DRAIN_MS 500               /* longest wait for pipe EOF after the child exits */
 #define CG "/sys/fs/cgroup/"
 
-static unsigned char frame[5 + CHUNK]; /* header + payload, sent in one write */
-static unsigned char ibuf[CHUNK];      /* stdin pump buffer / file copy buffer */
-static int is_init;                    /* getpid() == 1: kill(-1) is safe */
+static unsigned char frame[5 + CHUNK]; /* header + payload: one write per frame */
+static unsigned char ibuf[CHUNK];      /* stdin pump buffer, file copy buffer */
+static int is_init;                    /* getpid() == 1, so kill(-1) is safe */
 static pid_t child = -1;
 static int child_alive, child_status, killed;
 static int sig_pipe[2] = {-1, -1};     /* SIGCHLD self-pipe */
-
-/* ---------- small helpers ---------- */
 
 static uint64_t now_us(void)
 {
@@ -59,25 +56,21 @@ static uint64_t now_us(void)
 
 static int write_all(int fd, const void *buf, size_t n)
 {
-    const unsigned char *p = buf;
-    while (n > 0) {
+    for (const unsigned char *p = buf; n > 0;) {
         ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w, n -= (size_t)w;
     }
     return 0;
 }
 
 /*
  * Kill every process of the sandbox but us. As PID 1 of the container's PID
- * namespace kill(-1) does exactly that (init is immune). Anywhere else
- * kill(-1) would hit the whole host, so we only kill the child's process
- * group and the child; this is only called while the child's pid is still
- * ours (alive or an unreaped zombie), so the group id cannot be reused.
+ * namespace, kill(-1) does exactly that (init is immune). Anywhere else it
+ * would hit the whole host, so there we only kill the child's process group
+ * and the child, and only while its pid is still ours (alive or an unreaped
+ * zombie), so that the pid and group id cannot have been reused.
  */
 static void kill_all(void)
 {
@@ -90,68 +83,53 @@ static void kill_all(void)
     }
 }
 
-/* Send one frame; if the server is gone nobody can hear us: give up. */
+/* Send one frame. If the server is gone nobody can hear us: give up. */
 static void send_frame(int type, const void *payload, size_t n)
 {
-    if (n > 0 && payload != frame + 5)
-        memcpy(frame + 5, payload, n);
+    if (n > 0 && payload != frame + 5) memcpy(frame + 5, payload, n);
     frame[0] = (unsigned char)type;
-    frame[1] = (unsigned char)(n >> 24);
-    frame[2] = (unsigned char)(n >> 16);
-    frame[3] = (unsigned char)(n >> 8);
-    frame[4] = (unsigned char)n;
+    for (int i = 0; i < 4; i++) frame[1 + i] = (unsigned char)(n >> (24 - 8 * i));
     if (write_all(1, frame, n + 5) < 0) {
         kill_all();
         _exit(1);
     }
 }
 
-/* Fatal setup error: an F frame with an ASCII message, then exit 2. */
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
+/* A fatal setup error: an F frame with an ASCII message, then exit 2. */
+__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
 {
     char msg[8192];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof msg)
-        n = sizeof msg - 1;
+    n = n < 0 ? 0 : n >= (int)sizeof msg ? (int)sizeof msg - 1 : n;
     for (int i = 0; i < n; i++) /* paths may hold any byte: keep it ASCII */
-        if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e)
-            msg[i] = '?';
-    if (child_alive)
-        kill_all();
+        if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e) msg[i] = '?';
+    if (child_alive) kill_all();
     dprintf(2, "cb-supervisor: %.*s\n", n, msg);
     send_frame('F', msg, (size_t)n);
     exit(2);
 }
 
-/* ---------- request decoding (exact-length reads: never over-read fd 0) ---------- */
+/* ---------- the request: exact-length reads, never past what is needed ---------- */
 
 static void get_bytes(void *buf, size_t n)
 {
-    unsigned char *p = buf;
-    while (n > 0) {
+    for (unsigned char *p = buf; n > 0;) {
         ssize_t r = read(0, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            fail("malformed request: truncated");
-        p += r;
-        n -= (size_t)r;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) fail("malformed request: truncated");
+        p += r, n -= (size_t)r;
     }
 }
 
-static uint64_t get_be(int bytes)
+static uint64_t get_be(size_t bytes)
 {
     unsigned char b[8];
     uint64_t v = 0;
-    get_bytes(b, (size_t)bytes);
-    for (int i = 0; i < bytes; i++)
-        v = v << 8 | b[i];
+    get_bytes(b, bytes);
+    for (size_t i = 0; i < bytes; i++) v = v << 8 | b[i];
     return v;
 }
 #define get_u32() ((uint32_t)get_be(4))
@@ -161,115 +139,90 @@ static uint64_t get_be(int bytes)
 static char *get_string(size_t *total, const char *what)
 {
     uint32_t len = get_u32();
-    if (len > MAX_STR || (*total += len) > MAX_STRS)
-        fail("malformed request: %s too long", what);
+    if (len > MAX_STR || (*total += len) > MAX_STRS) fail("malformed request: %s too long", what);
     char *s = malloc((size_t)len + 1);
-    if (!s)
-        fail("out of memory");
+    if (!s) fail("out of memory");
     get_bytes(s, len);
     s[len] = '\0';
-    if (memchr(s, '\0', len))
-        fail("malformed request: %s contains NUL", what);
+    if (memchr(s, '\0', len)) fail("malformed request: %s contains NUL", what);
     return s;
 }
 
 /* Why a file path is unacceptable, or NULL if it is fine. */
 static const char *bad_path(const char *p, size_t len)
 {
-    if (memchr(p, '\0', len))
-        return "contains NUL";
-    if (p[0] == '/')
-        return "is absolute";
+    if (memchr(p, '\0', len)) return "contains NUL";
+    if (p[0] == '/') return "is absolute";
     for (const char *c = p, *end = p + len;;) {
         const char *slash = memchr(c, '/', (size_t)(end - c));
-        size_t n = slash ? (size_t)(slash - c) : (size_t)(end - c);
-        if (n == 0)
-            return "has an empty component";
-        if (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.')))
-            return "has a . or .. component";
-        if (!slash)
-            return NULL;
+        size_t n = (size_t)((slash ? slash : end) - c);
+        if (n == 0) return "has an empty component";
+        if (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.'))) return "has a . or .. component";
+        if (!slash) return NULL;
         c = slash + 1;
     }
 }
 
 /*
- * Read one file entry and create it under the cwd. Directories are walked
- * with O_NOFOLLOW so no symlink can redirect a write; the file itself must
- * not exist yet (O_EXCL).
+ * Read one file entry and create the file under the cwd. Directories are
+ * walked with O_NOFOLLOW so that no symlink can redirect a write, and the
+ * file itself must not exist yet (O_EXCL).
  */
 static void write_file(void)
 {
-    char path[MAX_PATH + 1];
+    char path[MAX_PATH + 1], *comp = path, *slash;
     uint32_t len = get_u32();
-    if (len == 0 || len > MAX_PATH)
-        fail("malformed request: bad path length %" PRIu32, len);
+    if (len == 0 || len > MAX_PATH) fail("malformed request: bad path length %" PRIu32, len);
     get_bytes(path, len);
     path[len] = '\0';
     const char *why = bad_path(path, len);
-    if (why)
-        fail("malformed request: path %s %s", path, why);
+    if (why) fail("malformed request: path %s %s", path, why);
     mode_t mode = get_u32() & 0777;
     uint64_t size = get_u64();
-
     int dir = AT_FDCWD, fd, err;
-    char *comp = path, *slash;
     while ((slash = strchr(comp, '/'))) {
-        *slash = '\0';
         int sub = -1;
+        *slash = '\0';
         if (mkdirat(dir, comp, 0755) == 0 || errno == EEXIST)
             sub = openat(dir, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         err = errno;
         *slash = '/';
-        if (sub < 0)
-            fail("cannot create the directories of %s: %s", path, strerror(err));
-        if (dir != AT_FDCWD)
-            close(dir);
-        dir = sub;
-        comp = slash + 1;
+        if (sub < 0) fail("cannot create the directories of %s: %s", path, strerror(err));
+        if (dir != AT_FDCWD) close(dir);
+        dir = sub, comp = slash + 1;
     }
     fd = openat(dir, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     err = errno;
-    if (dir != AT_FDCWD)
-        close(dir);
-    if (fd < 0)
-        fail("cannot create %s: %s", path, strerror(err));
-    while (size > 0) {
-        size_t n = size < sizeof ibuf ? (size_t)size : sizeof ibuf;
+    if (dir != AT_FDCWD) close(dir);
+    if (fd < 0) fail("cannot create %s: %s", path, strerror(err));
+    for (size_t n; size > 0; size -= n) {
+        n = size < sizeof ibuf ? (size_t)size : sizeof ibuf;
         get_bytes(ibuf, n);
-        if (write_all(fd, ibuf, n) < 0)
-            fail("cannot write %s: %s", path, strerror(errno));
-        size -= n;
+        if (write_all(fd, ibuf, n) < 0) fail("cannot write %s: %s", path, strerror(errno));
     }
-    if (close(fd) < 0)
-        fail("cannot write %s: %s", path, strerror(errno));
+    if (close(fd) < 0) fail("cannot write %s: %s", path, strerror(errno));
 }
 
-/* ---------- cgroup measurements (v2, then v1, then getrusage) ---------- */
+/* ---------- cgroup readings: v2, then v1, then getrusage ---------- */
 
 static int slurp(const char *path, char *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     ssize_t n = read(fd, buf, cap - 1);
     close(fd);
-    if (n <= 0)
-        return -1;
+    if (n <= 0) return -1;
     buf[n] = '\0';
     return 0;
 }
 
-/* The value of a "key N" line, or -1. */
+/* The value of the "key N" line of buf, or -1. */
 static int64_t field(const char *buf, const char *key)
 {
     size_t k = strlen(key);
-    for (const char *line = buf;;) {
-        if (strncmp(line, key, k) == 0 && line[k] == ' ')
-            return strtoll(line + k + 1, NULL, 10);
-        if (!(line = strchr(line, '\n')))
-            return -1;
-        line++;
+    for (const char *line = buf;; line++) {
+        if (strncmp(line, key, k) == 0 && line[k] == ' ') return strtoll(line + k + 1, NULL, 10);
+        if (!(line = strchr(line, '\n'))) return -1;
     }
 }
 
@@ -278,12 +231,11 @@ static uint64_t cpu_usage_us(void)
     char b[4096];
     int64_t v;
     struct rusage ru;
-    if (slurp(CG "cpu.stat", b, sizeof b) == 0 && (v = field(b, "usage_usec")) >= 0)
-        return (uint64_t)v;
+    if (slurp(CG "cpu.stat", b, sizeof b) == 0 && (v = field(b, "usage_usec")) >= 0) return (uint64_t)v;
     if (slurp(CG "cpuacct/cpuacct.usage", b, sizeof b) == 0 ||
         slurp(CG "cpu,cpuacct/cpuacct.usage", b, sizeof b) == 0)
         return strtoull(b, NULL, 10) / 1000; /* ns */
-    getrusage(RUSAGE_CHILDREN, &ru); /* reaped processes only */
+    getrusage(RUSAGE_CHILDREN, &ru);         /* reaped processes only */
     return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
@@ -295,7 +247,7 @@ static uint64_t peak_memory(void)
     if (slurp(CG "memory.peak", b, sizeof b) == 0 ||
         slurp(CG "memory/memory.max_usage_in_bytes", b, sizeof b) == 0)
         return strtoull(b, NULL, 10);
-    getrusage(RUSAGE_CHILDREN, &ru); /* largest single process, KiB */
+    getrusage(RUSAGE_CHILDREN, &ru); /* the largest single process, KiB */
     return (uint64_t)ru.ru_maxrss * 1024u;
 }
 
@@ -303,10 +255,8 @@ static uint64_t oom_kills(void)
 {
     char b[4096];
     int64_t v = -1;
-    if (slurp(CG "memory.events", b, sizeof b) == 0)
-        v = field(b, "oom_kill");
-    if (v < 0 && slurp(CG "memory/memory.oom_control", b, sizeof b) == 0)
-        v = field(b, "oom_kill");
+    if (slurp(CG "memory.events", b, sizeof b) == 0) v = field(b, "oom_kill");
+    if (v < 0 && slurp(CG "memory/memory.oom_control", b, sizeof b) == 0) v = field(b, "oom_kill");
     return v < 0 ? 0 : (uint64_t)v;
 }
 
@@ -321,9 +271,10 @@ static void on_sigchld(int sig)
 }
 
 /*
- * Reap whatever exited. The direct child is first peeked at (WNOWAIT) so that
- * everything else is killed while its zombie still pins its pid and process
- * group; then it is reaped. As PID 1 we also reap every orphan.
+ * Reap whatever exited; returns the time the child was found dead, or 0.
+ * The child is first only peeked at (WNOWAIT) so that everything else is
+ * killed while its zombie still pins its pid and process group. As PID 1 we
+ * also reap every orphan that was handed to us.
  */
 static uint64_t reap(void)
 {
@@ -333,72 +284,64 @@ static uint64_t reap(void)
         memset(&si, 0, sizeof si);
         if (waitid(is_init ? P_ALL : P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
             si.si_pid == 0)
-            break;
+            return t_exit;
         if (si.si_pid == child && child_alive) {
             t_exit = now_us();
             kill_all(); /* daemons must not outlive the program */
-            while (waitpid(child, &child_status, 0) < 0 && errno == EINTR)
-                ;
+            while (waitpid(child, &child_status, 0) < 0 && errno == EINTR) {}
             child_alive = 0;
         } else {
             waitpid(si.si_pid, NULL, 0);
         }
     }
-    return t_exit;
 }
 
-/* In the forked child: become the program, or report why not (exit 127). */
-__attribute__((noreturn))
-static void run_child(const int *in, const int *out, const int *err,
-                      char **argv, char **envp, uint64_t cpu_ms)
+/* In the forked child: become the program, or say why not and exit 127. */
+__attribute__((noreturn)) static void run_child(const int *in, const int *out, const int *err,
+                                                char **argv, char **envp, uint64_t cpu_ms)
 {
     sigset_t none;
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGCHLD, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
     setpgid(0, 0);
-    /* Our /proc files are root's while we are non-dumpable; exec resets it. */
+    /* Our /proc files stay root's while we are non-dumpable; exec resets it anyway. */
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) { /* the OOM killer should pick the program, not us */
+    if (fd >= 0) { /* the OOM killer should pick the program, not the supervisor */
         if (write(fd, "1000", 4) < 0) { /* best effort */ }
         close(fd);
     }
-    if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
-        _exit(127);
+    if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
     if (close_range(3, ~0u, 0) < 0) /* everything is O_CLOEXEC anyway */
-        for (int i = 3; i < 4096; i++)
-            close(i);
-    if (cpu_ms > 0) { /* per-process backstop; the cgroup check comes first */
+        for (int i = 3; i < 4096; i++) close(i);
+    if (cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
         struct rlimit rl;
         rl.rlim_cur = rl.rlim_max = (rlim_t)((cpu_ms + 999) / 1000 + 1);
         setrlimit(RLIMIT_CPU, &rl);
     }
     /* execvpe searches our own PATH: use the request's if it sets one. */
     for (char **e = envp; *e; e++)
-        if (strncmp(*e, "PATH=", 5) == 0)
-            setenv("PATH", *e + 5, 1);
+        if (strncmp(*e, "PATH=", 5) == 0) setenv("PATH", *e + 5, 1);
     execvpe(argv[0], argv, envp);
     dprintf(2, "cb-supervisor: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
-/* ---------- output streams ---------- */
+/* ---------- output ---------- */
 
 struct stream {
-    int fd;
-    int type;      /* '1' or '2' */
+    int fd, type;  /* our read end; '1' or '2' */
     uint64_t sent; /* bytes forwarded */
     int cut;       /* the program wrote more than the cap */
 };
 
-/* One read from a program pipe, forwarded up to the cap. */
+/* One read from a program pipe, forwarded up to the cap (cut exactly there). */
 static void pump_output(struct stream *s, uint64_t cap)
 {
     ssize_t n = read(s->fd, frame + 5, CHUNK);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
     if (n <= 0) {
         close(s->fd);
         s->fd = -1;
@@ -406,35 +349,22 @@ static void pump_output(struct stream *s, uint64_t cap)
     }
     uint64_t fwd = (uint64_t)n;
     if (cap > 0 && fwd > cap - s->sent) {
-        fwd = cap - s->sent; /* cut exactly at the cap */
-        if (!s->cut) {
-            s->cut = 1;
-            kill_all();
-        }
+        fwd = cap - s->sent;
+        if (!s->cut) s->cut = 1, kill_all();
     }
-    if (fwd > 0) {
-        send_frame(s->type, frame + 5, (size_t)fwd);
-        s->sent += fwd;
-    }
-}
-
-static void make_pipe(int p[2])
-{
-    if (pipe2(p, O_CLOEXEC) < 0)
-        fail("pipe: %s", strerror(errno));
+    if (fwd > 0) send_frame(s->type, frame + 5, (size_t)fwd);
+    s->sent += fwd;
 }
 
 int main(void)
 {
     umask(022);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* no /proc/1/fd, no ptrace for the program */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the program may not read /proc/1/fd or ptrace us */
     is_init = getpid() == 1;
-    for (int fd = 0; fd < 3; fd++) /* pipes must not land on 0..2 */
-        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
-            return 2;
+    for (int fd = 0; fd < 3; fd++) /* so that no pipe can land on 0..2 */
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
     signal(SIGPIPE, SIG_IGN);
-    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-        fail("pipe: %s", strerror(errno));
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fail("pipe: %s", strerror(errno));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigchld;
@@ -445,28 +375,18 @@ int main(void)
     /* The request: magic, files, argv, env, limits, stdin length. */
     char magic[4];
     get_bytes(magic, 4);
-    if (memcmp(magic, "CBX1", 4) != 0)
-        fail("malformed request: bad magic");
-    uint32_t n_files = get_u32();
-    if (n_files > MAX_FILES)
-        fail("malformed request: too many files (%" PRIu32 ")", n_files);
-    for (uint32_t i = 0; i < n_files; i++)
-        write_file();
+    if (memcmp(magic, "CBX1", 4) != 0) fail("malformed request: bad magic");
+    uint32_t n_files = get_u32(), argc, envc;
+    if (n_files > MAX_FILES) fail("malformed request: too many files (%" PRIu32 ")", n_files);
+    for (uint32_t i = 0; i < n_files; i++) write_file();
     size_t total = 0;
-    uint32_t argc = get_u32();
-    if (argc < 1 || argc > MAX_ARGS)
-        fail("malformed request: bad argc %" PRIu32, argc);
+    if ((argc = get_u32()) < 1 || argc > MAX_ARGS) fail("malformed request: bad argc %" PRIu32, argc);
     char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    if (!argv)
-        fail("out of memory");
-    for (uint32_t i = 0; i < argc; i++)
-        argv[i] = get_string(&total, "argument");
-    uint32_t envc = get_u32();
-    if (envc > MAX_ENVS)
-        fail("malformed request: bad envc %" PRIu32, envc);
+    if (!argv) fail("out of memory");
+    for (uint32_t i = 0; i < argc; i++) argv[i] = get_string(&total, "argument");
+    if ((envc = get_u32()) > MAX_ENVS) fail("malformed request: bad envc %" PRIu32, envc);
     char **envp = calloc((size_t)envc + 1, sizeof *envp);
-    if (!envp)
-        fail("out of memory");
+    if (!envp) fail("out of memory");
     for (uint32_t i = 0; i < envc; i++) {
         envp[i] = get_string(&total, "environment entry");
         if (envp[i][0] == '=' || !strchr(envp[i], '='))
@@ -478,21 +398,14 @@ int main(void)
 
     /* Start the program. */
     int in[2], out[2], err[2];
-    make_pipe(in);
-    make_pipe(out);
-    make_pipe(err);
-    uint64_t cpu0 = cpu_usage_us(), oom0 = oom_kills();
-    uint64_t t0 = now_us(), t_exit = 0;
-    child = fork();
-    if (child < 0)
-        fail("fork: %s", strerror(errno));
-    if (child == 0)
-        run_child(in, out, err, argv, envp, cpu_ms);
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+        fail("pipe: %s", strerror(errno));
+    uint64_t cpu0 = cpu_usage_us(), oom0 = oom_kills(), t0 = now_us(), t_exit = 0;
+    if ((child = fork()) < 0) fail("fork: %s", strerror(errno));
+    if (child == 0) run_child(in, out, err, argv, envp, cpu_ms);
     child_alive = 1;
-    setpgid(child, child); /* also done by the child: no race either way */
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
+    setpgid(child, child); /* the child does it too: no race either way */
+    close(in[0]), close(out[1]), close(err[1]);
     int in_fd = in[1];
     fcntl(in_fd, F_SETFL, O_NONBLOCK);
     fcntl(out[0], F_SETFL, O_NONBLOCK);
@@ -500,11 +413,13 @@ int main(void)
     send_frame('S', NULL, 0);
 
     /*
-     * Event loop. Stdin: exactly `left` bytes are read from fd 0 and written
-     * to the program; if the program closes its stdin, the rest is still read
-     * from fd 0 and discarded (the sender never blocks on us) until the
-     * program exits. Output: forwarded as it comes. Ends once the child has
-     * exited and both pipes reached EOF (or DRAIN_MS passed).
+     * The event loop. Stdin: exactly `left` bytes are read from fd 0 and
+     * written to the program, then its stdin is closed. If the program closes
+     * its stdin first, the rest is still read from fd 0 and discarded (so the
+     * sender never blocks on us) until the program exits. Output is forwarded
+     * as it comes. Ends when the child has exited and both pipes reached EOF,
+     * or DRAIN_MS after the child's exit (a process that we may not kill as
+     * non-init can hold a pipe open).
      */
     struct stream so = {out[0], '1', 0, 0}, se = {err[0], '2', 0, 0};
     size_t ilen = 0, ioff = 0;
@@ -513,60 +428,46 @@ int main(void)
     for (;;) {
         uint64_t now = now_us();
         if (in_fd >= 0 && (!child_alive || (ioff == ilen && left == 0))) {
-            close(in_fd); /* all stdin delivered: EOF for the program */
+            close(in_fd); /* EOF for the program */
             in_fd = -1;
         }
         if (!child_alive) {
-            if (!drain_end)
-                drain_end = now + DRAIN_MS * 1000;
-            if ((so.fd < 0 && se.fd < 0) || now >= drain_end)
-                break;
+            if (!drain_end) drain_end = now + DRAIN_MS * 1000;
+            if ((so.fd < 0 && se.fd < 0) || now >= drain_end) break;
         }
-        struct pollfd pf[5];
-        int n = 0, i_sig = n++, i_in = -1, i_pipe = -1, i_so = -1, i_se = -1;
-        pf[i_sig] = (struct pollfd){sig_pipe[0], POLLIN, 0};
-        if (child_alive && left > 0 && ioff == ilen)
-            i_in = n, pf[n++] = (struct pollfd){0, POLLIN, 0};
-        if (in_fd >= 0 && ioff < ilen)
-            i_pipe = n, pf[n++] = (struct pollfd){in_fd, POLLOUT, 0};
-        if (so.fd >= 0)
-            i_so = n, pf[n++] = (struct pollfd){so.fd, POLLIN, 0};
-        if (se.fd >= 0)
-            i_se = n, pf[n++] = (struct pollfd){se.fd, POLLIN, 0};
+        struct pollfd pf[5] = {{sig_pipe[0], POLLIN, 0}};
+        int n = 1, i_in = -1, i_pipe = -1, i_so = -1, i_se = -1;
+        if (child_alive && left > 0 && ioff == ilen) i_in = n, pf[n++] = (struct pollfd){0, POLLIN, 0};
+        if (in_fd >= 0 && ioff < ilen) i_pipe = n, pf[n++] = (struct pollfd){in_fd, POLLOUT, 0};
+        if (so.fd >= 0) i_so = n, pf[n++] = (struct pollfd){so.fd, POLLIN, 0};
+        if (se.fd >= 0) i_se = n, pf[n++] = (struct pollfd){se.fd, POLLIN, 0};
 
-        int64_t timeout = -1; /* ms */
-        if (!child_alive)
+        int64_t timeout = -1; /* ms, rounded up */
+        if (!child_alive) {
             timeout = (int64_t)(drain_end - now + 999) / 1000;
-        else if (!killed) {
-            if (deadline)
-                timeout = deadline > now ? (int64_t)(deadline - now + 999) / 1000 : 0;
-            if (cpu_ms && (timeout < 0 || timeout > CPU_POLL_MS))
-                timeout = CPU_POLL_MS;
+        } else if (!killed) {
+            if (deadline) timeout = deadline > now ? (int64_t)(deadline - now + 999) / 1000 : 0;
+            if (cpu_ms && (timeout < 0 || timeout > CPU_POLL_MS)) timeout = CPU_POLL_MS;
         }
-        if (timeout > 3600000)
-            timeout = 3600000; /* fits an int; we just loop again */
+        if (timeout > 3600000) timeout = 3600000; /* fits an int; we just loop again */
         if (poll(pf, (nfds_t)n, (int)timeout) < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             fail("poll: %s", strerror(errno));
         }
 
-        if (pf[i_sig].revents) {
+        if (pf[0].revents) {
             char junk[64];
-            while (read(sig_pipe[0], junk, sizeof junk) > 0)
-                ;
+            while (read(sig_pipe[0], junk, sizeof junk) > 0) {}
             uint64_t t = reap();
-            if (t)
-                t_exit = t;
+            if (t) t_exit = t;
         }
         if (i_in >= 0 && pf[i_in].revents) {
             ssize_t r = read(0, ibuf, left < sizeof ibuf ? (size_t)left : sizeof ibuf);
             if (r > 0) {
                 left -= (uint64_t)r;
-                if (in_fd >= 0)
-                    ilen = (size_t)r, ioff = 0;
+                if (in_fd >= 0) ilen = (size_t)r, ioff = 0;
             } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-                dprintf(2, "cb-supervisor: request stdin ended early\n");
+                dprintf(2, "cb-supervisor: the request's stdin ended early\n");
                 left = 0;
             }
         }
@@ -575,28 +476,24 @@ int main(void)
             if (w > 0) {
                 ioff += (size_t)w;
             } else if (w < 0 && errno != EINTR && errno != EAGAIN) {
-                close(in_fd); /* EPIPE: the program closed its stdin */
+                close(in_fd); /* EPIPE: the program closed its stdin; discard the rest */
                 in_fd = -1;
                 ilen = ioff = 0;
             }
         }
-        if (i_so >= 0 && pf[i_so].revents)
-            pump_output(&so, cap);
-        if (i_se >= 0 && pf[i_se].revents)
-            pump_output(&se, cap);
+        if (i_so >= 0 && pf[i_so].revents) pump_output(&so, cap);
+        if (i_se >= 0 && pf[i_se].revents) pump_output(&se, cap);
 
-        /* Limits, checked while the program runs and nothing killed it yet. */
+        /* Limits, checked while the program runs and nothing has killed it yet. */
         now = now_us();
         if (child_alive && !killed) {
             if (deadline && now >= deadline) {
                 wall_hit = 1;
                 kill_all();
             } else if (cpu_ms && now >= next_cpu) {
+                uint64_t used = cpu_usage_us();
                 next_cpu = now + CPU_POLL_MS * 1000;
-                if (cpu_usage_us() - cpu0 >= cpu_ms * 1000) {
-                    cpu_hit = 1;
-                    kill_all();
-                }
+                if (used > cpu0 && used - cpu0 >= cpu_ms * 1000) cpu_hit = 1, kill_all();
             }
         }
     }
