@@ -19,7 +19,7 @@ from codebeaker.runtimes.docker.container import container_config, program_env
 from codebeaker.runtimes.docker.demux import STDOUT, AttachDemuxer
 from codebeaker.runtimes.docker.engine import AttachStream, Engine
 from codebeaker.runtimes.docker.settings import OWNER_LABEL, DockerSettings
-from codebeaker.runtimes.errors import SandboxFailure
+from codebeaker.runtimes.errors import CodeBeakerError, SandboxFailure
 from codebeaker.runtimes.images import VERSION_LABEL
 from codebeaker.runtimes.model import (
     Event,
@@ -39,6 +39,7 @@ from codebeaker.runtimes.verdict import outcome_from_report, wall_timeout_outcom
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
+CLOSE_WAIT = 5.0
 _STREAMS = {FrameType.STDOUT: Stream.STDOUT, FrameType.STDERR: Stream.STDERR}
 
 
@@ -48,16 +49,22 @@ class DockerSandbox:
         self._settings = settings
         self._engine = Engine(settings.docker_host, settings.api_threads)
         self._teardowns: set[asyncio.Task[None]] = set()
+        self._running = 0
+        self._quiet = asyncio.Event()  # set while no execution is running
+        self._quiet.set()
 
     @property
     def owner_label(self) -> str:
         return f"{OWNER_LABEL}={self._settings.instance}"
 
     async def prepare(self) -> None:
-        orphans = await self._engine.containers_with_label(self.owner_label)
-        if orphans:
-            log.info("removing %d leftover sandbox containers", len(orphans))
-        await asyncio.gather(*(self._engine.remove(cid) for cid in orphans))
+        await self._remove_owned("leftover")
+
+    async def _remove_owned(self, kind: str) -> None:
+        owned = await self._engine.containers_with_label(self.owner_label)
+        if owned:
+            log.info("removing %d %s sandbox containers", len(owned), kind)
+        await asyncio.gather(*(self._engine.remove(cid) for cid in owned))
 
     async def unready_reason(self) -> str | None:
         try:
@@ -77,11 +84,32 @@ class DockerSandbox:
         return found
 
     async def close(self) -> None:
+        # Executions cancelled at shutdown close their iterators soon after;
+        # give them a moment, then sweep whatever still carries our label.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self._quiet.wait()
         while self._teardowns:
             await asyncio.gather(*list(self._teardowns), return_exceptions=True)
-        self._engine.close()
+        try:
+            await self._remove_owned("remaining")
+        except CodeBeakerError as error:
+            log.warning("could not sweep sandbox containers at shutdown: %s", error)
+        finally:
+            self._engine.close()
 
     async def execute(self, job: Job) -> AsyncGenerator[Event, None]:
+        self._running += 1
+        self._quiet.clear()
+        try:
+            async for event in self._execute(job):
+                yield event
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._quiet.set()
+
+    async def _execute(self, job: Job) -> AsyncGenerator[Event, None]:
         config = container_config(job.language, job.limits, self._settings, job.execution_id)
         container_id = await self._engine.create(config)
         attach: AttachStream | None = None
