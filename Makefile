@@ -6,7 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ADDRESS ?= 127.0.0.1:50051
-METRICS_ADDRESS ?= 127.0.0.1:9464
 PROTO_DIR := proto
 PROTO_OUT := proto/codebeaker/v1
 PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
@@ -38,7 +37,7 @@ images: $(STAMP)
 	$(BIN)/python -m codebeaker.runtimes.images build
 
 run: $(STAMP) images
-	$(BIN)/codebeaker serve --address $(ADDRESS) --metrics-address $(METRICS_ADDRESS)
+	$(BIN)/codebeaker serve --address $(ADDRESS)
 
 test: $(STAMP) images
 	$(BIN)/python -m pytest -q
