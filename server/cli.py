@@ -35,7 +35,7 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     catalog = Catalog.load()
-    sandbox = DockerSandbox(catalog, config.docker_settings())
+    sandbox = DockerSandbox(catalog, config.docker_settings(), config.limit_policy().default)
     try:
         asyncio.run(serve(config, sandbox, catalog))
     except OSError as error:

@@ -56,6 +56,8 @@ class ServerConfig:
     max_source: int = _opt(1 << 20, "largest program (source or all files)", "size")
     max_stdin: int = _opt(8 << 20, "largest stdin a request may carry", "size")
     max_files: int = _opt(64, "most files a multi-file program may have")
+    pool_size: int = _opt(2, "started containers kept waiting per language; 0 disables the pool")
+    pool_parallel: int = _opt(4, "container launches one language's pool runs at once")
     runtime: str = _opt("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
     instance: str = _opt("default", "owner label value; leftovers with it are removed at start")
     sandbox_cpus: float = _opt(1.0, "CPU quota of one sandbox, in CPUs")
@@ -89,6 +91,8 @@ class ServerConfig:
             cpus=self.sandbox_cpus,
             workspace_bytes=self.workspace_size,
             tmp_bytes=self.tmp_size,
+            pool_size=self.pool_size,
+            pool_parallel=self.pool_parallel,
         )
 
 
@@ -131,6 +135,8 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
     config.limit_policy()  # validates defaults against maxima
     if config.max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
+    if config.pool_size < 0 or config.pool_parallel < 1:
+        raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
     return config
 
 

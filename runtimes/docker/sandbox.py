@@ -1,23 +1,29 @@
 """DockerSandbox: one fresh hardened container per execution, used once, removed.
 
-The request path: create the container, attach to it, start it (cb-supervisor
-waits on stdin), send the program, then relay the supervisor's frames as
-events until its exit report. Teardown (kill, drain, remove) always runs, off
-the request path, even when the caller goes away mid-run.
+A container is launched (created, attached, started: cb-supervisor then waits
+on its stdin) ahead of time by the warm pool of its language, or on the
+request path when the pool has none ready or the request needs other
+container-level limits. The request path sends the program into the waiting
+container and relays the supervisor's frames as events until its exit report.
+Teardown (kill, drain, remove) always runs, off the request path, even when
+the caller goes away mid-run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 
-from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.catalog import Catalog, LanguageSpec
 from codebeaker.runtimes.docker.container import container_config, program_env
 from codebeaker.runtimes.docker.demux import STDOUT, AttachDemuxer
 from codebeaker.runtimes.docker.engine import AttachStream, Engine
+from codebeaker.runtimes.docker.pool import WarmPool
 from codebeaker.runtimes.docker.settings import OWNER_LABEL, DockerSettings
 from codebeaker.runtimes.errors import CodeBeakerError, SandboxFailure
 from codebeaker.runtimes.images import VERSION_LABEL
@@ -25,6 +31,7 @@ from codebeaker.runtimes.model import (
     Event,
     Finished,
     Job,
+    Limits,
     Output,
     Started,
     Stream,
@@ -40,14 +47,43 @@ from codebeaker.runtimes.verdict import outcome_from_report, wall_timeout_outcom
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
 CLOSE_WAIT = 5.0
+POOLED = "pooled"  # execution label of a container launched before its program is known
 _STREAMS = {FrameType.STDOUT: Stream.STDOUT, FrameType.STDERR: Stream.STDERR}
 
 
+@dataclass(frozen=True)
+class Launched:
+    """A started container whose supervisor waits for one program."""
+
+    container_id: str
+    attach: AttachStream
+
+    def is_alive(self) -> bool:
+        return not self.attach.reader.at_eof()
+
+
+def _container_limits(limits: Limits) -> tuple[int, int]:
+    """The limits fixed when a container is created (the rest travel with the program)."""
+    return limits.memory_bytes, limits.max_processes
+
+
 class DockerSandbox:
-    def __init__(self, catalog: Catalog, settings: DockerSettings) -> None:
+    def __init__(self, catalog: Catalog, settings: DockerSettings, pool_limits: Limits) -> None:
         self._catalog = catalog
         self._settings = settings
         self._engine = Engine(settings.docker_host, settings.api_threads)
+        self._pool_limits = pool_limits
+        self.pools = {
+            spec.id: WarmPool(
+                spec.id,
+                launch=functools.partial(self._launch, spec, pool_limits, POOLED),
+                discard=self._discard,
+                is_alive=Launched.is_alive,
+                size=settings.pool_size,
+                parallel=settings.pool_parallel,
+            )
+            for spec in catalog.specs()
+        }
         self._teardowns: set[asyncio.Task[None]] = set()
         self._running = 0
         self._quiet = asyncio.Event()  # set while no execution is running
@@ -59,6 +95,8 @@ class DockerSandbox:
 
     async def prepare(self) -> None:
         await self._remove_owned("leftover")
+        for pool in self.pools.values():
+            pool.start()
 
     async def _remove_owned(self, kind: str) -> None:
         owned = await self._engine.containers_with_label(self.owner_label)
@@ -84,6 +122,7 @@ class DockerSandbox:
         return found
 
     async def close(self) -> None:
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         # Executions cancelled at shutdown close their iterators soon after;
         # give them a moment, then sweep whatever still carries our label.
         with contextlib.suppress(TimeoutError):
@@ -110,18 +149,35 @@ class DockerSandbox:
                 self._quiet.set()
 
     async def _execute(self, job: Job) -> AsyncGenerator[Event, None]:
-        config = container_config(job.language, job.limits, self._settings, job.execution_id)
+        launched = await self._acquire(job)
+        try:
+            launched.attach.writer.write(_request_bytes(job))
+            await launched.attach.writer.drain()
+            async for event in self._relay(launched.attach, job):
+                yield event
+        finally:
+            self._discard(launched)
+
+    async def _acquire(self, job: Job) -> Launched:
+        pool = self.pools.get(job.language.id)
+        if pool and _container_limits(job.limits) == _container_limits(self._pool_limits):
+            return await pool.acquire()
+        return await self._launch(job.language, job.limits, job.execution_id)
+
+    async def _launch(self, spec: LanguageSpec, limits: Limits, label: str) -> Launched:
+        config = container_config(spec, limits, self._settings, label)
         container_id = await self._engine.create(config)
         attach: AttachStream | None = None
         try:
             attach = await self._engine.attach(container_id)
             await self._engine.start(container_id)
-            attach.writer.write(_request_bytes(job))
-            await attach.writer.drain()
-            async for event in self._relay(attach, job):
-                yield event
-        finally:
+        except BaseException:
             self._schedule_teardown(container_id, attach)
+            raise
+        return Launched(container_id, attach)
+
+    def _discard(self, launched: Launched) -> None:
+        self._schedule_teardown(launched.container_id, launched.attach)
 
     async def _relay(self, attach: AttachStream, job: Job) -> AsyncIterator[Event]:
         """Supervisor frames -> events, under the server's own wall clock."""

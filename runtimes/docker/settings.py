@@ -26,6 +26,10 @@ class DockerSettings:
     tmp_bytes: int = 64 * MIB
     shm_bytes: int = 16 * MIB
     open_files: int = 1024
+    # Containers kept started and waiting, per language (0: launch per request).
+    pool_size: int = 2
+    # Launches one language's pool runs at once (the engine serialises much of it).
+    pool_parallel: int = 4
     # Threads for blocking Docker API calls (never run on the event loop).
     api_threads: int = 32
     # Extra time past the wall limit before the server's own clock kills.

@@ -77,9 +77,14 @@ def stop_server(server: Server) -> int:
     return server.process.wait(timeout=60)
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
-    running = start_server()
+POOL_SIZE = 2
+
+
+@pytest.fixture(scope="session", params=["warm", "cold"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Every integration test runs against the warm pool and the cold path."""
+    pool_size = POOL_SIZE if request.param == "warm" else 0
+    running = start_server("--pool-size", str(pool_size))
     yield running
     stop_server(running)
 
@@ -89,22 +94,47 @@ def stub(server: Server) -> pb_grpc.ExecutionServiceStub:
     return server.stub()
 
 
-def our_containers(instance: str) -> list[str]:
-    done = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=io.codebeaker.owner={instance}"],
-        capture_output=True,
-        check=True,
-    )
+def our_containers(instance: str, *filters: str) -> list[str]:
+    command = [
+        "docker",
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        f"label=io.codebeaker.owner={instance}",
+    ]
+    for extra in filters:
+        command += ["--filter", extra]
+    done = subprocess.run(command, capture_output=True, check=True)
     return done.stdout.decode().split()
 
 
-def wait_until_no_containers(instance: str, within: float = 5.0) -> list[str]:
+def pooled_containers(instance: str) -> list[str]:
+    """Started containers of this server still waiting for a program."""
+    return our_containers(instance, "label=io.codebeaker.execution=pooled", "status=running")
+
+
+def wait_for_containers(instance: str, count: int, within: float = 10.0) -> list[str]:
+    """Poll Docker (an outside observer) until exactly `count` containers are ours."""
     deadline = time.monotonic() + within
     left = our_containers(instance)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while len(left) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
         left = our_containers(instance)
     return left
+
+
+def wait_until_gone(instance: str, id_prefix: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not any(cid.startswith(id_prefix) for cid in our_containers(instance)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_until_no_containers(instance: str, within: float = 5.0) -> list[str]:
+    return wait_for_containers(instance, 0, within)
 
 
 def run(

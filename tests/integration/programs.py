@@ -54,6 +54,24 @@ PROGRAMS: dict[str, dict[str, str]] = {
         ),
         "env": "import os\nfor k in sorted(os.environ):\n    print(k + '=' + os.environ[k])\n",
         "sleep": "import time\nprint('up', flush=True)\ntime.sleep(60)\n",
+        "hostname": (
+            "import socket, time\nprint(socket.gethostname(), flush=True)\ntime.sleep(60)\n"
+        ),
+        "limits": (
+            "import os\n"
+            "def first(*paths):\n"
+            "    path = next(p for p in paths if os.path.exists(p))\n"
+            "    return open(path).read().strip()\n"
+            "print(first('/sys/fs/cgroup/memory/memory.limit_in_bytes',\n"
+            "            '/sys/fs/cgroup/memory.max'))\n"
+            "print(first('/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max'))\n"
+        ),
+        "leave_file": (
+            "import os, socket\n"
+            "print(socket.gethostname(), sorted(os.listdir('.')), sorted(os.listdir('/tmp')))\n"
+            "open('left-behind', 'w').write('x')\n"
+            "open('/tmp/left-behind', 'w').write('x')\n"
+        ),
     },
     "javascript": {
         "hello": 'console.log("hello, world");\n',

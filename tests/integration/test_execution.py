@@ -10,7 +10,16 @@ from google.protobuf.duration_pb2 import Duration
 
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
-from tests.integration.conftest import SERVER_SECRET, Server, run, wait_until_no_containers
+from tests.integration.conftest import (
+    POOL_SIZE,
+    SERVER_SECRET,
+    Server,
+    our_containers,
+    pooled_containers,
+    run,
+    wait_for_containers,
+    wait_until_gone,
+)
 from tests.integration.programs import PROGRAMS
 
 pytestmark = pytest.mark.docker
@@ -172,15 +181,17 @@ def test_utf8_split_across_writes_arrives_intact(stub: pb_grpc.ExecutionServiceS
 def test_client_cancel_leaves_no_container(server: Server) -> None:
     channel = grpc.insecure_channel(server.address)
     stub = pb_grpc.ExecutionServiceStub(channel)
-    spec = pb.ExecutionSpec(language="python", source=program("python", "sleep").encode())
+    spec = pb.ExecutionSpec(language="python", source=program("python", "hostname").encode())
     call = stub.ExecuteStream(pb.ExecuteStreamRequest(spec=spec), timeout=60)
     for event in call:
         if event.WhichOneof("event") == "output":
+            hostname = event.output.data.decode().strip()
             break
+    assert any(cid.startswith(hostname) for cid in our_containers(server.instance))
     call.cancel()
     cancelled_at = time.monotonic()
-    assert wait_until_no_containers(server.instance, within=5.0) == []
-    assert time.monotonic() - cancelled_at < 2.0
+    assert wait_until_gone(server.instance, hostname, within=5.0)
+    assert time.monotonic() - cancelled_at < 1.5
     channel.close()
 
 
@@ -203,4 +214,6 @@ def test_no_container_outlives_its_execution(
     stub: pb_grpc.ExecutionServiceStub, server: Server
 ) -> None:
     run(stub, "python", program("python", "hello"))
-    assert wait_until_no_containers(server.instance) == []
+    waiting = len(pooled_containers(server.instance))
+    assert waiting <= POOL_SIZE * 2  # only the pools' idle containers remain
+    assert len(wait_for_containers(server.instance, waiting)) == waiting

@@ -20,23 +20,16 @@ pytestmark = pytest.mark.docker
 
 def test_startup_removes_leftover_containers() -> None:
     instance = "test-orphans"
-    subprocess.run(
-        [
-            "docker",
-            "create",
-            "--label",
-            f"io.codebeaker.owner={instance}",
-            "codebeaker/python",
-            "sleep",
-            "1",
-        ],
+    created = subprocess.run(
+        ["docker", "create", "--label", f"io.codebeaker.owner={instance}", "codebeaker/python"],
         check=True,
         capture_output=True,
     )
-    assert len(our_containers(instance)) == 1
+    leftover = created.stdout.decode().strip()
+    assert our_containers(instance) == [leftover]
     server = start_server(instance=instance)
     try:
-        assert our_containers(instance) == []
+        assert leftover not in our_containers(instance)
     finally:
         stop_server(server)
 
