@@ -16,6 +16,7 @@ from codebeaker.client.types import (
     ExecutionStatus,
     File,
     Finished,
+    Limit,
     Limits,
     Output,
     OutputStream,
@@ -81,6 +82,7 @@ def result_from_proto(message: pb.ExecutionResult) -> ExecutionResult:
         peak_memory_bytes=message.peak_memory_bytes,
         execution_id=message.execution_id,
         message=message.message,
+        limit_exceeded=_limit_from_proto(message.limit_exceeded),
     )
 
 
@@ -154,6 +156,15 @@ def _duration(seconds: float) -> Duration:
 
 def _seconds(duration: Duration) -> float:
     return duration.ToNanoseconds() / 1_000_000_000
+
+
+def _limit_from_proto(value: pb.Limit.ValueType) -> Limit | None:
+    if value == pb.LIMIT_UNSPECIFIED:
+        return None
+    try:
+        return Limit(pb.Limit.Name(value).removeprefix("LIMIT_"))
+    except ValueError:
+        return Limit.UNSPECIFIED  # a limit added after this SDK was built
 
 
 def _status_from_proto(value: pb.ExecutionStatus.ValueType) -> ExecutionStatus:

@@ -27,6 +27,16 @@ class ExecutionStatus(enum.StrEnum):
     COMPILE_ERROR = "COMPILE_ERROR"
 
 
+class Limit(enum.StrEnum):
+    """The limit that ended an execution (`codebeaker.v1.Limit`)."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    WALL_TIME = "WALL_TIME"
+    CPU_TIME = "CPU_TIME"
+    MEMORY = "MEMORY"
+    OUTPUT = "OUTPUT"
+
+
 class OutputStream(enum.StrEnum):
     """Which standard stream of the program a chunk of output came from."""
 
@@ -87,6 +97,8 @@ class ExecutionResult:
     peak_memory_bytes: int = 0
     execution_id: str = ""
     message: str = ""
+    # Which limit ended the execution; None when none did.
+    limit_exceeded: Limit | None = None
 
     @property
     def ok(self) -> bool:

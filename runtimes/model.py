@@ -60,6 +60,15 @@ class Verdict(enum.Enum):
     COMPILE_ERROR = "compile_error"
 
 
+class LimitKind(enum.Enum):
+    """The limit that ended an execution."""
+
+    WALL_TIME = "wall_time"
+    CPU_TIME = "cpu_time"
+    MEMORY = "memory"
+    OUTPUT = "output"
+
+
 class Stream(enum.Enum):
     STDOUT = "stdout"
     STDERR = "stderr"
@@ -78,6 +87,7 @@ class Outcome:
     stdout_truncated: bool
     stderr_truncated: bool
     message: str = ""
+    limit_exceeded: LimitKind | None = None
 
 
 @dataclass(frozen=True)

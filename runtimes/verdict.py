@@ -3,14 +3,18 @@
 The order matters: a limit the supervisor enforced (output, then time) explains
 the kill that followed it; an OOM kill counted by the cgroup explains a SIGKILL
 nobody else sent; only then do the program's own signal and exit code speak.
+When the sandbox dies without a report (gVisor's sandbox is OOM-killed whole
+by the host cgroup), the engine's record of that OOM kill is the verdict.
 """
 
 from __future__ import annotations
 
 import signal as signals
 
-from codebeaker.runtimes.model import Limits, Outcome, Verdict
+from codebeaker.runtimes.model import LimitKind, Limits, Outcome, Verdict
 from codebeaker.runtimes.protocol import ExitReport
+
+KILLED = 128 + signals.SIGKILL
 
 
 def signal_name(number: int) -> str:
@@ -20,34 +24,45 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _fmt_seconds(value: float) -> str:
+def _seconds(value: float) -> str:
     return f"{value:g}s"
+
+
+def _limit_message(kind: LimitKind, limits: Limits) -> str:
+    return {
+        LimitKind.WALL_TIME: f"wall time limit of {_seconds(limits.wall_time)} exceeded",
+        LimitKind.CPU_TIME: f"CPU time limit of {_seconds(limits.cpu_time)} exceeded",
+        LimitKind.MEMORY: f"memory limit of {limits.memory_bytes} bytes exceeded",
+        LimitKind.OUTPUT: f"output exceeded {limits.max_output_bytes} bytes",
+    }[kind]
+
+
+_LIMIT_VERDICTS = {
+    LimitKind.OUTPUT: Verdict.OUTPUT_LIMIT_EXCEEDED,
+    LimitKind.CPU_TIME: Verdict.TIME_LIMIT_EXCEEDED,
+    LimitKind.WALL_TIME: Verdict.TIME_LIMIT_EXCEEDED,
+    LimitKind.MEMORY: Verdict.MEMORY_LIMIT_EXCEEDED,
+}
+
+
+def _limit_hit(report: ExitReport) -> LimitKind | None:
+    if report.stdout_truncated or report.stderr_truncated:
+        return LimitKind.OUTPUT
+    if report.cpu_limit:
+        return LimitKind.CPU_TIME
+    if report.wall_limit:
+        return LimitKind.WALL_TIME
+    if report.oom_kills > 0:
+        return LimitKind.MEMORY
+    return None
 
 
 def outcome_from_report(report: ExitReport, limits: Limits) -> Outcome:
     """The verdict for a run whose supervisor reported its exit."""
-    cpu_time = report.cpu_us / 1e6
-    truncated = report.stdout_truncated or report.stderr_truncated
-    if truncated:
-        streams = [
-            name
-            for name, cut in (
-                ("stdout", report.stdout_truncated),
-                ("stderr", report.stderr_truncated),
-            )
-            if cut
-        ]
-        verdict = Verdict.OUTPUT_LIMIT_EXCEEDED
-        message = f"{' and '.join(streams)} exceeded {limits.max_output_bytes} bytes"
-    elif report.cpu_limit:
-        verdict = Verdict.TIME_LIMIT_EXCEEDED
-        message = f"CPU time limit of {_fmt_seconds(limits.cpu_time)} exceeded"
-    elif report.wall_limit:
-        verdict = Verdict.TIME_LIMIT_EXCEEDED
-        message = f"wall time limit of {_fmt_seconds(limits.wall_time)} exceeded"
-    elif report.oom_kills > 0:
-        verdict = Verdict.MEMORY_LIMIT_EXCEEDED
-        message = f"memory limit of {limits.memory_bytes} bytes exceeded"
+    limit = _limit_hit(report)
+    if limit is not None:
+        verdict = _LIMIT_VERDICTS[limit]
+        message = _limit_message(limit, limits)
     elif report.signal:
         verdict = Verdict.SIGNALED
         message = f"killed by {signal_name(report.signal)}"
@@ -62,24 +77,28 @@ def outcome_from_report(report: ExitReport, limits: Limits) -> Outcome:
         exit_code=report.exit_code,
         signal=report.signal,
         wall_time=report.wall_us / 1e6,
-        cpu_time=cpu_time,
+        cpu_time=report.cpu_us / 1e6,
         peak_memory_bytes=report.peak_memory,
         stdout_truncated=report.stdout_truncated,
         stderr_truncated=report.stderr_truncated,
         message=message,
+        limit_exceeded=limit,
     )
 
 
-def wall_timeout_outcome(limits: Limits, wall_time: float) -> Outcome:
-    """The verdict when the server's own clock had to stop the sandbox."""
+def killed_outcome(kind: LimitKind, limits: Limits, wall_time: float) -> Outcome:
+    """The verdict when the sandbox had to be stopped from outside: the server's
+    clock ran out (the supervisor missed the wall limit) or the engine recorded
+    an OOM kill of the whole sandbox."""
     return Outcome(
-        verdict=Verdict.TIME_LIMIT_EXCEEDED,
-        exit_code=128 + signals.SIGKILL,
+        verdict=_LIMIT_VERDICTS[kind],
+        exit_code=KILLED,
         signal=int(signals.SIGKILL),
         wall_time=wall_time,
         cpu_time=0.0,
-        peak_memory_bytes=0,
+        peak_memory_bytes=limits.memory_bytes if kind is LimitKind.MEMORY else 0,
         stdout_truncated=False,
         stderr_truncated=False,
-        message=f"wall time limit of {_fmt_seconds(limits.wall_time)} exceeded",
+        message=_limit_message(kind, limits),
+        limit_exceeded=kind,
     )

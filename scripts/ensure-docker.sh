@@ -35,9 +35,41 @@ ensure_mmdebstrap() {
     command -v mmdebstrap >/dev/null || apt_install mmdebstrap
 }
 
+DAEMON_JSON=/etc/docker/daemon.json
+runsc_registered() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
+
+# gVisor as a second OCI runtime: Debian's runsc, registered with the engine
+# with its own network stack off (--network=none; the ptrace platform, as the
+# KVM one hangs here). A running engine re-reads its runtimes on SIGHUP.
+ensure_runsc() {
+    command -v runsc >/dev/null || apt_install runsc
+    runsc_registered && return 0
+    say "registering runsc with the Docker engine ($DAEMON_JSON)"
+    mkdir -p "$(dirname "$DAEMON_JSON")"
+    python3 - "$DAEMON_JSON" "$(command -v runsc)" <<'PY'
+import json, os, sys
+path, runsc = sys.argv[1], sys.argv[2]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+config.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+with open(path, "w") as out:
+    json.dump(config, out, indent=2)
+PY
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        systemctl reload docker || true
+    elif [ -s "$PIDFILE" ]; then
+        kill -HUP "$(cat "$PIDFILE")"
+    fi
+    for ((i = 0; i < 20; i++)); do
+        runsc_registered && return 0
+        sleep 0.5
+    done
+    die "runsc is installed but the engine did not pick it up: check $DAEMON_JSON"
+}
+
 if docker_answers; then
     ensure_mmdebstrap
-    say "Docker engine answers; mmdebstrap present; nothing to do"
+    ensure_runsc
+    say "Docker engine answers (runtimes: runc, runsc); mmdebstrap present"
     exit 0
 fi
 
@@ -80,6 +112,7 @@ for ((i = 0; i < WAIT_SECONDS; i++)); do
 done
 if [ "$answered" = yes ]; then
     say "Docker engine answers (server $(docker info --format '{{.ServerVersion}}'))"
+    ensure_runsc
     exit 0
 fi
 

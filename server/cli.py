@@ -7,9 +7,12 @@ import asyncio
 import logging
 import os
 import sys
+from dataclasses import replace
+from types import MappingProxyType
 
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import DockerSandbox
+from codebeaker.runtimes.errors import InvalidRequest
 from codebeaker.server.app import serve
 from codebeaker.server.config import add_arguments, build_config
 
@@ -35,7 +38,14 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     catalog = Catalog.load()
-    sandbox = DockerSandbox(catalog, config.docker_settings(), config.limit_policy().default)
+    settings = config.docker_settings()
+    try:
+        overrides = {catalog.resolve(k).id: v for k, v in settings.language_runtimes.items()}
+    except InvalidRequest as error:
+        print(f"codebeaker serve: --language-runtimes: {error.problem}", file=sys.stderr)
+        return 2
+    settings = replace(settings, language_runtimes=MappingProxyType(overrides))
+    sandbox = DockerSandbox(catalog, settings, config.limit_policy().default)
     try:
         asyncio.run(serve(config, sandbox, catalog))
     except OSError as error:

@@ -13,6 +13,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from codebeaker.runtimes.docker import DockerSettings
@@ -30,6 +31,17 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"not a size: {text!r} (use e.g. 65536, 64K, 256M, 1G)")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def parse_assignments(text: str) -> dict[str, str]:
+    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _opt(default: object, help: str, kind: str = "") -> Any:
@@ -59,6 +71,7 @@ class ServerConfig:
     pool_size: int = _opt(2, "started containers kept waiting per language; 0 disables the pool")
     pool_parallel: int = _opt(4, "container launches one language's pool runs at once")
     runtime: str = _opt("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
+    language_runtimes: str = _opt("", "per-language runtime overrides, e.g. python=runsc,js=runc")
     instance: str = _opt("default", "owner label value; leftovers with it are removed at start")
     sandbox_cpus: float = _opt(1.0, "CPU quota of one sandbox, in CPUs")
     workspace_size: int = _opt(64 << 20, "size of the sandbox's /workspace tmpfs", "size")
@@ -87,6 +100,7 @@ class ServerConfig:
         return DockerSettings(
             docker_host=self.docker_host or DockerSettings.host_from_env(),
             runtime=self.runtime,
+            language_runtimes=MappingProxyType(parse_assignments(self.language_runtimes)),
             instance=self.instance,
             cpus=self.sandbox_cpus,
             workspace_bytes=self.workspace_size,
@@ -135,6 +149,10 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
     config.limit_policy()  # validates defaults against maxima
     if config.max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
+    try:
+        parse_assignments(config.language_runtimes)
+    except ValueError as error:
+        raise ValueError(f"language_runtimes: {error}") from None
     if config.pool_size < 0 or config.pool_parallel < 1:
         raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
     return config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
-from codebeaker.runtimes.model import Outcome, Stream, Verdict
+from codebeaker.runtimes.model import LimitKind, Outcome, Stream, Verdict
 from codebeaker.v1 import execution_pb2 as pb
 
 # Output chunks on the wire stay small so a slow reader never holds a huge message.
@@ -18,6 +18,13 @@ _STATUS = {
     Verdict.MEMORY_LIMIT_EXCEEDED: pb.EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED,
     Verdict.OUTPUT_LIMIT_EXCEEDED: pb.EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED,
     Verdict.COMPILE_ERROR: pb.EXECUTION_STATUS_COMPILE_ERROR,
+}
+_LIMIT = {
+    None: pb.LIMIT_UNSPECIFIED,
+    LimitKind.WALL_TIME: pb.LIMIT_WALL_TIME,
+    LimitKind.CPU_TIME: pb.LIMIT_CPU_TIME,
+    LimitKind.MEMORY: pb.LIMIT_MEMORY,
+    LimitKind.OUTPUT: pb.LIMIT_OUTPUT,
 }
 _STREAM = {Stream.STDOUT: pb.OUTPUT_STREAM_STDOUT, Stream.STDERR: pb.OUTPUT_STREAM_STDERR}
 
@@ -44,6 +51,7 @@ def result_message(
         peak_memory_bytes=outcome.peak_memory_bytes,
         execution_id=execution_id,
         message=outcome.message,
+        limit_exceeded=_LIMIT[outcome.limit_exceeded],
     )
 
 

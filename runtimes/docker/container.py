@@ -34,6 +34,9 @@ BASE_ENV = {
 # The supervisor and the kernel's own accounting need a couple of pids on top
 # of what the program is allowed.
 SUPERVISOR_PIDS = 2
+GVISOR = "runsc"
+# Host threads gVisor's sentry and gofer may need on top of the program's cap.
+GVISOR_SENTRY_THREADS = 512
 
 
 def container_config(
@@ -43,6 +46,8 @@ def container_config(
     # Docker copies the image's directory attributes onto a tmpfs, so the
     # workspace is handed to the sandbox user by uid/gid rather than by mode.
     tmpfs_flags = "rw,nosuid,nodev"
+    runtime = settings.runtime_for(spec.id)
+    pids_limit, ulimits = _process_limits(runtime, limits.max_processes + SUPERVISOR_PIDS)
     host_config: dict[str, object] = {
         "NetworkMode": "none",
         "ReadonlyRootfs": True,
@@ -53,18 +58,19 @@ def container_config(
         },
         "CapDrop": ["ALL"],
         "SecurityOpt": ["no-new-privileges"],
-        "PidsLimit": limits.max_processes + SUPERVISOR_PIDS,
+        "PidsLimit": pids_limit,
         "Memory": limits.memory_bytes,
         "MemorySwap": limits.memory_bytes,
         "MemorySwappiness": 0,
         "NanoCpus": int(settings.cpus * 1e9),
         "Ulimits": [
-            {"Name": "nofile", "Soft": settings.open_files, "Hard": settings.open_files},
-            {"Name": "core", "Soft": 0, "Hard": 0},
+            _ulimit("nofile", settings.open_files),
+            _ulimit("core", 0),
+            *ulimits,
         ],
         "IpcMode": "private",
         "ShmSize": settings.shm_bytes,
-        "Runtime": settings.runtime,
+        "Runtime": runtime,
         "Init": False,
         "AutoRemove": False,
         "LogConfig": {"Type": "none", "Config": {}},
@@ -89,6 +95,25 @@ def container_config(
         },
         "HostConfig": host_config,
     }
+
+
+def _ulimit(name: str, value: int) -> dict[str, object]:
+    return {"Name": name, "Soft": value, "Hard": value}
+
+
+def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, object]]]:
+    """Where the process cap goes: (host pids-cgroup limit, extra ulimits).
+
+    Under runc the sandbox's processes are host processes, so the pids cgroup
+    caps them (RLIMIT_NPROC would not: it counts every sandbox of the same uid
+    on the host). Under gVisor the sandbox's processes live inside its own
+    kernel, which enforces RLIMIT_NPROC per sandbox, while the host cgroup
+    counts the sentry's own threads; a cap there as tight as the program's
+    would break the sandbox itself, so it only gets a backstop.
+    """
+    if runtime == GVISOR:
+        return processes + GVISOR_SENTRY_THREADS, [_ulimit("nproc", processes)]
+    return processes, []
 
 
 def program_env(spec: LanguageSpec, requested: Mapping[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import docker
 import docker.errors
 import requests
 
-from codebeaker.runtimes.errors import EngineUnavailable, SandboxFailure
+from codebeaker.runtimes.errors import CodeBeakerError, EngineUnavailable, SandboxFailure
 
 T = TypeVar("T")
 API_VERSION = "1.41"
@@ -111,6 +112,17 @@ class Engine:
             exit_code=int(state.get("ExitCode", -1)),
             oom_killed=bool(state.get("OOMKilled")),
         )
+
+    async def oci_runtimes(self) -> set[str]:
+        info = await self._call(lambda api: api.info())
+        return {str(name) for name in (info.get("Runtimes") or {})}
+
+    async def wait_exit(self, container_id: str, within: float) -> ContainerState:
+        """The state once the container has stopped (or after `within` seconds)."""
+        seconds = max(1, math.ceil(within))
+        with contextlib.suppress(CodeBeakerError, requests.exceptions.RequestException):
+            await self._call(lambda api: api.wait(container_id, timeout=seconds))
+        return await self.state(container_id)
 
     async def containers_with_label(self, label: str) -> list[str]:
         found = await self._call(

@@ -31,7 +31,9 @@ from codebeaker.runtimes.model import (
     Event,
     Finished,
     Job,
+    LimitKind,
     Limits,
+    Outcome,
     Output,
     Started,
     Stream,
@@ -42,7 +44,7 @@ from codebeaker.runtimes.protocol import (
     encode_request,
     parse_exit_report,
 )
-from codebeaker.runtimes.verdict import outcome_from_report, wall_timeout_outcome
+from codebeaker.runtimes.verdict import killed_outcome, outcome_from_report
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
@@ -109,8 +111,11 @@ class DockerSandbox:
             await self._engine.ping()
             for spec in self._catalog.specs():
                 await self._engine.image_labels(spec.image)
+            missing = self._settings.runtimes() - await self._engine.oci_runtimes()
         except Exception as error:  # health reports any failure as a reason
             return str(error)
+        if missing:
+            return f"OCI runtime {', '.join(sorted(missing))} is not registered with the engine"
         return None
 
     async def versions(self) -> Mapping[str, str]:
@@ -153,7 +158,7 @@ class DockerSandbox:
         try:
             launched.attach.writer.write(_request_bytes(job))
             await launched.attach.writer.drain()
-            async for event in self._relay(launched.attach, job):
+            async for event in self._relay(launched, job):
                 yield event
         finally:
             self._discard(launched)
@@ -179,8 +184,9 @@ class DockerSandbox:
     def _discard(self, launched: Launched) -> None:
         self._schedule_teardown(launched.container_id, launched.attach)
 
-    async def _relay(self, attach: AttachStream, job: Job) -> AsyncIterator[Event]:
+    async def _relay(self, launched: Launched, job: Job) -> AsyncIterator[Event]:
         """Supervisor frames -> events, under the server's own wall clock."""
+        attach = launched.attach
         demux = AttachDemuxer()
         frames = FrameDecoder()
         started_at = time.monotonic()
@@ -192,10 +198,13 @@ class DockerSandbox:
                     data = await attach.reader.read(READ_SIZE)
             except TimeoutError:
                 log.warning("execution %s: supervisor missed the wall limit", job.execution_id)
-                yield Finished(wall_timeout_outcome(job.limits, time.monotonic() - started_at))
+                elapsed = time.monotonic() - started_at
+                yield Finished(killed_outcome(LimitKind.WALL_TIME, job.limits, elapsed))
                 return
             if not data:
-                raise SandboxFailure("the sandbox ended without reporting an exit")
+                elapsed = time.monotonic() - started_at
+                yield Finished(await self._unreported_end(launched, job, elapsed))
+                return
             for stream, piece in demux.feed(data):
                 if stream != STDOUT:
                     log.debug("supervisor: %s", piece.decode(errors="replace").rstrip())
@@ -212,6 +221,16 @@ class DockerSandbox:
                     else:
                         reason = frame.payload.decode(errors="replace")
                         raise SandboxFailure(f"supervisor refused the program: {reason}")
+
+    async def _unreported_end(self, launched: Launched, job: Job, elapsed: float) -> Outcome:
+        """The sandbox died before its supervisor reported: only an OOM kill of
+        the whole sandbox (as gVisor's is, by the host cgroup) explains that."""
+        state = await self._engine.wait_exit(launched.container_id, self._settings.wall_grace)
+        if state.oom_killed:
+            return killed_outcome(LimitKind.MEMORY, job.limits, elapsed)
+        raise SandboxFailure(
+            f"the sandbox ended without reporting an exit (container exit code {state.exit_code})"
+        )
 
     def _schedule_teardown(self, container_id: str, attach: AttachStream | None) -> None:
         task = asyncio.get_running_loop().create_task(self._teardown(container_id, attach))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from codebeaker.runtimes.limits import MIB
 
@@ -16,8 +18,9 @@ LANGUAGE_LABEL = "io.codebeaker.language"
 class DockerSettings:
     # DOCKER_HOST-style address of the engine (unix:// or tcp:// without TLS).
     docker_host: str = "unix:///var/run/docker.sock"
-    # OCI runtime: "runc" or "runsc" (gVisor).
+    # OCI runtime: "runc" or "runsc" (gVisor); per-language overrides below.
     runtime: str = "runc"
+    language_runtimes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Marks our containers so a restarted server removes its own orphans.
     instance: str = "default"
     # CPU quota of one sandbox, in CPUs.
@@ -36,6 +39,12 @@ class DockerSettings:
     wall_grace: float = 1.0
     # How long a teardown may take before we give up on it (logged).
     teardown_timeout: float = 30.0
+
+    def runtime_for(self, language: str) -> str:
+        return self.language_runtimes.get(language, self.runtime)
+
+    def runtimes(self) -> set[str]:
+        return {self.runtime, *self.language_runtimes.values()}
 
     @staticmethod
     def host_from_env() -> str:

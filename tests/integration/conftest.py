@@ -80,11 +80,17 @@ def stop_server(server: Server) -> int:
 POOL_SIZE = 2
 
 
-@pytest.fixture(scope="session", params=["warm", "cold"])
+SERVER_KINDS = {
+    "runc-warm": ("--runtime", "runc", "--pool-size", str(POOL_SIZE)),
+    "runc-cold": ("--runtime", "runc", "--pool-size", "0"),
+    "runsc-warm": ("--runtime", "runsc", "--pool-size", str(POOL_SIZE)),
+}
+
+
+@pytest.fixture(scope="session", params=list(SERVER_KINDS))
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Every integration test runs against the warm pool and the cold path."""
-    pool_size = POOL_SIZE if request.param == "warm" else 0
-    running = start_server("--pool-size", str(pool_size))
+    """Every integration test runs on the warm pool, the cold path, and gVisor."""
+    running = start_server(*SERVER_KINDS[request.param])
     yield running
     stop_server(running)
 

@@ -78,6 +78,7 @@ def test_infinite_loop_hits_time_limit(stub: pb_grpc.ExecutionServiceStub, langu
     started = time.monotonic()
     result = run(stub, language, program(language, "loop"), limits=limits)
     assert result.status == pb.EXECUTION_STATUS_TIME_LIMIT_EXCEEDED, result
+    assert result.limit_exceeded == pb.LIMIT_CPU_TIME
     assert "CPU time" in result.message
     assert result.cpu_time.ToNanoseconds() >= 1_000_000_000
     assert time.monotonic() - started < 10
@@ -87,6 +88,7 @@ def test_sleeping_program_hits_wall_limit(stub: pb_grpc.ExecutionServiceStub) ->
     limits = pb.ResourceLimits(wall_time=Duration(seconds=1))
     result = run(stub, "python", program("python", "sleep"), limits=limits)
     assert result.status == pb.EXECUTION_STATUS_TIME_LIMIT_EXCEEDED, result
+    assert result.limit_exceeded == pb.LIMIT_WALL_TIME
     assert "wall time" in result.message
     assert result.stdout == b"up\n"
 
@@ -96,6 +98,7 @@ def test_memory_bomb_hits_memory_limit(stub: pb_grpc.ExecutionServiceStub, langu
     limits = pb.ResourceLimits(memory_bytes=128 << 20, wall_time=Duration(seconds=20))
     result = run(stub, language, program(language, "memory"), limits=limits)
     assert result.status == pb.EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED, result
+    assert result.limit_exceeded == pb.LIMIT_MEMORY
     assert result.peak_memory_bytes >= 100 << 20
 
 
@@ -107,6 +110,7 @@ def test_print_flood_is_cut_exactly_at_the_cap(
     limits = pb.ResourceLimits(max_output_bytes=cap)
     result = run(stub, language, program(language, "flood"), limits=limits)
     assert result.status == pb.EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED, result
+    assert result.limit_exceeded == pb.LIMIT_OUTPUT
     assert result.stdout_truncated
     assert result.stdout == b"y" * cap
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63odebeaker/v1/execution.proto\x12\rcodebeaker.v1\x1a\x1egoogle/protobuf/duration.proto\"%\n\x04\x46ile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\xb2\x01\n\x0eResourceLimits\x12,\n\twall_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x15\n\rmax_processes\x18\x04 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x03\"\xba\x02\n\rExecutionSpec\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\x0c\x12\"\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x13.codebeaker.v1.File\x12\x12\n\nentrypoint\x18\x05 \x01(\t\x12\r\n\x05stdin\x18\x06 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x07 \x03(\t\x12\x32\n\x03\x65nv\x18\x08 \x03(\x0b\x32%.codebeaker.v1.ExecutionSpec.EnvEntry\x12-\n\x06limits\x18\t \x01(\x0b\x32\x1d.codebeaker.v1.ResourceLimits\x12\x12\n\nrequest_id\x18\n \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd5\x02\n\x0f\x45xecutionResult\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.codebeaker.v1.ExecutionStatus\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\x05\x12\x0e\n\x06stdout\x18\x04 \x01(\x0c\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x06 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x07 \x01(\x08\x12,\n\twall_time\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\n \x01(\x03\x12\x14\n\x0c\x65xecution_id\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\"<\n\x0e\x45xecuteRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"A\n\x0f\x45xecuteResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResult\"B\n\x14\x45xecuteStreamRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"K\n\x10\x45xecutionStarted\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"H\n\x0bOutputChunk\x12+\n\x06stream\x18\x01 \x01(\x0e\x32\x1b.codebeaker.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xc6\x01\n\x15\x45xecuteStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x32\n\x07started\x18\x02 \x01(\x0b\x32\x1f.codebeaker.v1.ExecutionStartedH\x00\x12,\n\x06output\x18\x03 \x01(\x0b\x32\x1a.codebeaker.v1.OutputChunkH\x00\x12\x30\n\x06result\x18\x04 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResultH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13ListRuntimesRequest\"b\n\x07Runtime\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x10\n\x08\x63ompiled\x18\x05 \x01(\x08\"@\n\x14ListRuntimesResponse\x12(\n\x08runtimes\x18\x01 \x03(\x0b\x32\x16.codebeaker.v1.Runtime*\xb5\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XECUTION_STATUS_OK\x10\x01\x12\"\n\x1e\x45XECUTION_STATUS_RUNTIME_ERROR\x10\x02\x12\x1d\n\x19\x45XECUTION_STATUS_SIGNALED\x10\x03\x12(\n$EXECUTION_STATUS_TIME_LIMIT_EXCEEDED\x10\x04\x12*\n&EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED\x10\x05\x12*\n&EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED\x10\x06\x12\"\n\x1e\x45XECUTION_STATUS_COMPILE_ERROR\x10\x07*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x32\x93\x02\n\x10\x45xecutionService\x12H\n\x07\x45xecute\x12\x1d.codebeaker.v1.ExecuteRequest\x1a\x1e.codebeaker.v1.ExecuteResponse\x12\\\n\rExecuteStream\x12#.codebeaker.v1.ExecuteStreamRequest\x1a$.codebeaker.v1.ExecuteStreamResponse0\x01\x12W\n\x0cListRuntimes\x12\".codebeaker.v1.ListRuntimesRequest\x1a#.codebeaker.v1.ListRuntimesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63odebeaker/v1/execution.proto\x12\rcodebeaker.v1\x1a\x1egoogle/protobuf/duration.proto\"%\n\x04\x46ile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\xb2\x01\n\x0eResourceLimits\x12,\n\twall_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x15\n\rmax_processes\x18\x04 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x03\"\xba\x02\n\rExecutionSpec\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\x0c\x12\"\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x13.codebeaker.v1.File\x12\x12\n\nentrypoint\x18\x05 \x01(\t\x12\r\n\x05stdin\x18\x06 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x07 \x03(\t\x12\x32\n\x03\x65nv\x18\x08 \x03(\x0b\x32%.codebeaker.v1.ExecutionSpec.EnvEntry\x12-\n\x06limits\x18\t \x01(\x0b\x32\x1d.codebeaker.v1.ResourceLimits\x12\x12\n\nrequest_id\x18\n \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x03\n\x0f\x45xecutionResult\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.codebeaker.v1.ExecutionStatus\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\x05\x12\x0e\n\x06stdout\x18\x04 \x01(\x0c\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x06 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x07 \x01(\x08\x12,\n\twall_time\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\n \x01(\x03\x12\x14\n\x0c\x65xecution_id\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\x12,\n\x0elimit_exceeded\x18\r \x01(\x0e\x32\x14.codebeaker.v1.Limit\"<\n\x0e\x45xecuteRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"A\n\x0f\x45xecuteResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResult\"B\n\x14\x45xecuteStreamRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"K\n\x10\x45xecutionStarted\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"H\n\x0bOutputChunk\x12+\n\x06stream\x18\x01 \x01(\x0e\x32\x1b.codebeaker.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xc6\x01\n\x15\x45xecuteStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x32\n\x07started\x18\x02 \x01(\x0b\x32\x1f.codebeaker.v1.ExecutionStartedH\x00\x12,\n\x06output\x18\x03 \x01(\x0b\x32\x1a.codebeaker.v1.OutputChunkH\x00\x12\x30\n\x06result\x18\x04 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResultH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13ListRuntimesRequest\"b\n\x07Runtime\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x10\n\x08\x63ompiled\x18\x05 \x01(\x08\"@\n\x14ListRuntimesResponse\x12(\n\x08runtimes\x18\x01 \x03(\x0b\x32\x16.codebeaker.v1.Runtime*\xb5\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XECUTION_STATUS_OK\x10\x01\x12\"\n\x1e\x45XECUTION_STATUS_RUNTIME_ERROR\x10\x02\x12\x1d\n\x19\x45XECUTION_STATUS_SIGNALED\x10\x03\x12(\n$EXECUTION_STATUS_TIME_LIMIT_EXCEEDED\x10\x04\x12*\n&EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED\x10\x05\x12*\n&EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED\x10\x06\x12\"\n\x1e\x45XECUTION_STATUS_COMPILE_ERROR\x10\x07*k\n\x05Limit\x12\x15\n\x11LIMIT_UNSPECIFIED\x10\x00\x12\x13\n\x0fLIMIT_WALL_TIME\x10\x01\x12\x12\n\x0eLIMIT_CPU_TIME\x10\x02\x12\x10\n\x0cLIMIT_MEMORY\x10\x03\x12\x10\n\x0cLIMIT_OUTPUT\x10\x04*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x32\x93\x02\n\x10\x45xecutionService\x12H\n\x07\x45xecute\x12\x1d.codebeaker.v1.ExecuteRequest\x1a\x1e.codebeaker.v1.ExecuteResponse\x12\\\n\rExecuteStream\x12#.codebeaker.v1.ExecuteStreamRequest\x1a$.codebeaker.v1.ExecuteStreamResponse0\x01\x12W\n\x0cListRuntimes\x12\".codebeaker.v1.ListRuntimesRequest\x1a#.codebeaker.v1.ListRuntimesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTIONSPEC_ENVENTRY']._loaded_options = None
   _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTIONSTATUS']._serialized_start=1700
-  _globals['_EXECUTIONSTATUS']._serialized_end=2009
-  _globals['_OUTPUTSTREAM']._serialized_start=2011
-  _globals['_OUTPUTSTREAM']._serialized_end=2108
+  _globals['_EXECUTIONSTATUS']._serialized_start=1746
+  _globals['_EXECUTIONSTATUS']._serialized_end=2055
+  _globals['_LIMIT']._serialized_start=2057
+  _globals['_LIMIT']._serialized_end=2164
+  _globals['_OUTPUTSTREAM']._serialized_start=2166
+  _globals['_OUTPUTSTREAM']._serialized_end=2263
   _globals['_FILE']._serialized_start=80
   _globals['_FILE']._serialized_end=117
   _globals['_RESOURCELIMITS']._serialized_start=120
@@ -47,25 +49,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_start=573
   _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_end=615
   _globals['_EXECUTIONRESULT']._serialized_start=618
-  _globals['_EXECUTIONRESULT']._serialized_end=959
-  _globals['_EXECUTEREQUEST']._serialized_start=961
-  _globals['_EXECUTEREQUEST']._serialized_end=1021
-  _globals['_EXECUTERESPONSE']._serialized_start=1023
-  _globals['_EXECUTERESPONSE']._serialized_end=1088
-  _globals['_EXECUTESTREAMREQUEST']._serialized_start=1090
-  _globals['_EXECUTESTREAMREQUEST']._serialized_end=1156
-  _globals['_EXECUTIONSTARTED']._serialized_start=1158
-  _globals['_EXECUTIONSTARTED']._serialized_end=1233
-  _globals['_OUTPUTCHUNK']._serialized_start=1235
-  _globals['_OUTPUTCHUNK']._serialized_end=1307
-  _globals['_EXECUTESTREAMRESPONSE']._serialized_start=1310
-  _globals['_EXECUTESTREAMRESPONSE']._serialized_end=1508
-  _globals['_LISTRUNTIMESREQUEST']._serialized_start=1510
-  _globals['_LISTRUNTIMESREQUEST']._serialized_end=1531
-  _globals['_RUNTIME']._serialized_start=1533
-  _globals['_RUNTIME']._serialized_end=1631
-  _globals['_LISTRUNTIMESRESPONSE']._serialized_start=1633
-  _globals['_LISTRUNTIMESRESPONSE']._serialized_end=1697
-  _globals['_EXECUTIONSERVICE']._serialized_start=2111
-  _globals['_EXECUTIONSERVICE']._serialized_end=2386
+  _globals['_EXECUTIONRESULT']._serialized_end=1005
+  _globals['_EXECUTEREQUEST']._serialized_start=1007
+  _globals['_EXECUTEREQUEST']._serialized_end=1067
+  _globals['_EXECUTERESPONSE']._serialized_start=1069
+  _globals['_EXECUTERESPONSE']._serialized_end=1134
+  _globals['_EXECUTESTREAMREQUEST']._serialized_start=1136
+  _globals['_EXECUTESTREAMREQUEST']._serialized_end=1202
+  _globals['_EXECUTIONSTARTED']._serialized_start=1204
+  _globals['_EXECUTIONSTARTED']._serialized_end=1279
+  _globals['_OUTPUTCHUNK']._serialized_start=1281
+  _globals['_OUTPUTCHUNK']._serialized_end=1353
+  _globals['_EXECUTESTREAMRESPONSE']._serialized_start=1356
+  _globals['_EXECUTESTREAMRESPONSE']._serialized_end=1554
+  _globals['_LISTRUNTIMESREQUEST']._serialized_start=1556
+  _globals['_LISTRUNTIMESREQUEST']._serialized_end=1577
+  _globals['_RUNTIME']._serialized_start=1579
+  _globals['_RUNTIME']._serialized_end=1677
+  _globals['_LISTRUNTIMESRESPONSE']._serialized_start=1679
+  _globals['_LISTRUNTIMESRESPONSE']._serialized_end=1743
+  _globals['_EXECUTIONSERVICE']._serialized_start=2266
+  _globals['_EXECUTIONSERVICE']._serialized_end=2541
 # @@protoc_insertion_point(module_scope)

@@ -68,6 +68,36 @@ EXECUTION_STATUS_COMPILE_ERROR: ExecutionStatus.ValueType  # 7
 """The program did not compile."""
 Global___ExecutionStatus: _TypeAlias = ExecutionStatus  # noqa: Y015
 
+class _Limit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LimitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Limit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LIMIT_UNSPECIFIED: _Limit.ValueType  # 0
+    LIMIT_WALL_TIME: _Limit.ValueType  # 1
+    """Wall-clock time (the server's clock and the supervisor's)."""
+    LIMIT_CPU_TIME: _Limit.ValueType  # 2
+    """CPU time of the whole sandbox (its cgroup)."""
+    LIMIT_MEMORY: _Limit.ValueType  # 3
+    """Memory: the kernel's OOM killer fired in the sandbox."""
+    LIMIT_OUTPUT: _Limit.ValueType  # 4
+    """stdout or stderr passed max_output_bytes."""
+
+class Limit(_Limit, metaclass=_LimitEnumTypeWrapper):
+    """Limit names the resource limit that ended an execution."""
+
+LIMIT_UNSPECIFIED: Limit.ValueType  # 0
+LIMIT_WALL_TIME: Limit.ValueType  # 1
+"""Wall-clock time (the server's clock and the supervisor's)."""
+LIMIT_CPU_TIME: Limit.ValueType  # 2
+"""CPU time of the whole sandbox (its cgroup)."""
+LIMIT_MEMORY: Limit.ValueType  # 3
+"""Memory: the kernel's OOM killer fired in the sandbox."""
+LIMIT_OUTPUT: Limit.ValueType  # 4
+"""stdout or stderr passed max_output_bytes."""
+Global___Limit: _TypeAlias = Limit  # noqa: Y015
+
 class _OutputStream:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -257,6 +287,7 @@ class ExecutionResult(_message.Message):
     PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_EXCEEDED_FIELD_NUMBER: _builtins.int
     status: Global___ExecutionStatus.ValueType
     exit_code: _builtins.int
     """The program's exit code (meaningful for OK and RUNTIME_ERROR)."""
@@ -273,6 +304,10 @@ class ExecutionResult(_message.Message):
     """Server-assigned id of this execution (also in logs and traces)."""
     message: _builtins.str
     """Human-readable explanation of the verdict, e.g. which limit was hit."""
+    limit_exceeded: Global___Limit.ValueType
+    """Which limit ended the execution, when one did (TIME_LIMIT_EXCEEDED says
+    wall or CPU here).
+    """
     @_builtins.property
     def wall_time(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -292,10 +327,11 @@ class ExecutionResult(_message.Message):
         peak_memory_bytes: _builtins.int = ...,
         execution_id: _builtins.str = ...,
         message: _builtins.str = ...,
+        limit_exceeded: Global___Limit.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "wall_time", b"wall_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "execution_id", b"execution_id", "exit_code", b"exit_code", "message", b"message", "peak_memory_bytes", b"peak_memory_bytes", "signal", b"signal", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated", "wall_time", b"wall_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "execution_id", b"execution_id", "exit_code", b"exit_code", "limit_exceeded", b"limit_exceeded", "message", b"message", "peak_memory_bytes", b"peak_memory_bytes", "signal", b"signal", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated", "wall_time", b"wall_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
