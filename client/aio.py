@@ -30,6 +30,7 @@ from codebeaker.client._settings import (
     deadline,
     resolve_address,
 )
+from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
 from codebeaker.client.types import ExecutionResult, Finished, Limits, Runtime, StreamEvent
 from codebeaker.v1 import execution_pb2 as pb
@@ -52,8 +53,9 @@ class AsyncExecutionStream(AsyncIterator[StreamEvent]):
     awaits it cancels the RPC. RPC failures raise `CodeBeakerError`s.
     """
 
-    def __init__(self, call: _AsyncStreamCall) -> None:
+    def __init__(self, call: _AsyncStreamCall, span: CallSpan) -> None:
         self._call = call
+        self._span = span
         self._closed = False
         self._exhausted = False
         self._result: ExecutionResult | None = None
@@ -71,10 +73,11 @@ class AsyncExecutionStream(AsyncIterator[StreamEvent]):
             try:
                 with translate_rpc_errors():
                     message = await self._call.read()
-            except CodeBeakerError:
+            except CodeBeakerError as error:
                 self._exhausted = True
                 if self._closed:
                     break  # the failure is the cancellation we asked for
+                self._span.end(error)
                 raise
             except asyncio.CancelledError:
                 if self._closed and not _task_is_being_cancelled():
@@ -84,11 +87,15 @@ class AsyncExecutionStream(AsyncIterator[StreamEvent]):
             if not isinstance(message, pb.ExecuteStreamResponse):  # grpc.aio.EOF
                 self._exhausted = True
                 if self._result is None:
-                    raise ServiceError("the stream ended without a result")
+                    broken = ServiceError("the stream ended without a result")
+                    self._span.end(broken)
+                    raise broken
                 break
             event = event_from_proto(message)
             if isinstance(event, Finished):
                 self._result = event.result
+                self._span.result(event.result)
+                self._span.end()
             if event is not None:
                 return event
         raise StopAsyncIteration
@@ -100,6 +107,7 @@ class AsyncExecutionStream(AsyncIterator[StreamEvent]):
             self._closed = True
             self._call.cancel()
         self._closed = True
+        self._span.end()
 
     async def aclose(self) -> None:
         """Same as `cancel()`; lets `contextlib.aclosing` and friends work."""
@@ -171,11 +179,16 @@ class AsyncClient:
             request_id=request_id,
         )
         # Cancelling the awaiting task cancels the grpc.aio call with it.
-        with translate_rpc_errors():
-            response: pb.ExecuteResponse = await self._stub.Execute(
-                pb.ExecuteRequest(spec=spec), timeout=deadline(timeout, self.timeout)
-            )
-        return result_from_proto(response.result)
+        with traced_call("Execute", self.address) as call:
+            with translate_rpc_errors():
+                response: pb.ExecuteResponse = await self._stub.Execute(
+                    pb.ExecuteRequest(spec=spec),
+                    timeout=deadline(timeout, self.timeout),
+                    metadata=call.metadata,
+                )
+            result = result_from_proto(response.result)
+            call.result(result)
+        return result
 
     def stream(
         self,
@@ -208,17 +221,26 @@ class AsyncClient:
             version=version,
             request_id=request_id,
         )
-        with translate_rpc_errors():
-            call: _AsyncStreamCall = self._stub.ExecuteStream(
-                pb.ExecuteStreamRequest(spec=spec), timeout=deadline(timeout, self.timeout)
-            )
-        return AsyncExecutionStream(call)
+        span = CallSpan("ExecuteStream", self.address)
+        try:
+            with translate_rpc_errors():
+                call: _AsyncStreamCall = self._stub.ExecuteStream(
+                    pb.ExecuteStreamRequest(spec=spec),
+                    timeout=deadline(timeout, self.timeout),
+                    metadata=span.metadata,
+                )
+        except BaseException as error:
+            span.end(error)
+            raise
+        return AsyncExecutionStream(call, span)
 
     async def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:  # noqa: ASYNC109
         """The languages the server can run."""
-        with translate_rpc_errors():
+        with traced_call("ListRuntimes", self.address) as call, translate_rpc_errors():
             response: pb.ListRuntimesResponse = await self._stub.ListRuntimes(
-                pb.ListRuntimesRequest(), timeout=deadline(timeout, self.timeout)
+                pb.ListRuntimesRequest(),
+                timeout=deadline(timeout, self.timeout),
+                metadata=call.metadata,
             )
         return runtimes_from_proto(response)
 

@@ -29,6 +29,7 @@ from codebeaker.client._settings import (
     deadline,
     resolve_address,
 )
+from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
 from codebeaker.client.types import ExecutionResult, Finished, Limits, Runtime, StreamEvent
 from codebeaker.v1 import execution_pb2 as pb
@@ -51,8 +52,9 @@ class ExecutionStream(Iterator[StreamEvent]):
     program. RPC failures (at start or mid-stream) raise `CodeBeakerError`s.
     """
 
-    def __init__(self, call: _StreamCall) -> None:
+    def __init__(self, call: _StreamCall, span: CallSpan) -> None:
         self._call = call
+        self._span = span
         self._closed = False
         self._exhausted = False
         self._result: ExecutionResult | None = None
@@ -73,12 +75,15 @@ class ExecutionStream(Iterator[StreamEvent]):
             except StopIteration:
                 self._exhausted = True
                 if self._result is None:
-                    raise ServiceError("the stream ended without a result") from None
+                    broken = ServiceError("the stream ended without a result")
+                    self._span.end(broken)
+                    raise broken from None
                 break
-            except CodeBeakerError:
+            except CodeBeakerError as error:
                 self._exhausted = True
                 if self._closed:
                     break  # the failure is the cancellation we asked for
+                self._span.end(error)
                 raise
             except BaseException:
                 # Interrupted while waiting (Ctrl-C, ...): the program is still
@@ -88,6 +93,8 @@ class ExecutionStream(Iterator[StreamEvent]):
             event = event_from_proto(message)
             if isinstance(event, Finished):
                 self._result = event.result
+                self._span.result(event.result)
+                self._span.end()
             if event is not None:
                 return event
         raise StopIteration
@@ -99,6 +106,7 @@ class ExecutionStream(Iterator[StreamEvent]):
             self._closed = True
             self._call.cancel()
         self._closed = True
+        self._span.end()
 
     def close(self) -> None:
         """Same as `cancel()`; lets `contextlib.closing` and friends work."""
@@ -164,17 +172,22 @@ class Client:
             version=version,
             request_id=request_id,
         )
-        with translate_rpc_errors():
-            future = self._stub.Execute.future(
-                pb.ExecuteRequest(spec=spec), timeout=deadline(timeout, self.timeout)
-            )
-            try:
-                response: pb.ExecuteResponse = future.result()
-            except BaseException:
-                # Interrupted (Ctrl-C, ...): don't leave the program running.
-                future.cancel()
-                raise
-        return result_from_proto(response.result)
+        with traced_call("Execute", self.address) as call:
+            with translate_rpc_errors():
+                future = self._stub.Execute.future(
+                    pb.ExecuteRequest(spec=spec),
+                    timeout=deadline(timeout, self.timeout),
+                    metadata=call.metadata,
+                )
+                try:
+                    response: pb.ExecuteResponse = future.result()
+                except BaseException:
+                    # Interrupted (Ctrl-C, ...): don't leave the program running.
+                    future.cancel()
+                    raise
+            result = result_from_proto(response.result)
+            call.result(result)
+        return result
 
     def stream(
         self,
@@ -204,17 +217,26 @@ class Client:
             version=version,
             request_id=request_id,
         )
-        with translate_rpc_errors():
-            call: _StreamCall = self._stub.ExecuteStream(
-                pb.ExecuteStreamRequest(spec=spec), timeout=deadline(timeout, self.timeout)
-            )
-        return ExecutionStream(call)
+        span = CallSpan("ExecuteStream", self.address)
+        try:
+            with translate_rpc_errors():
+                call: _StreamCall = self._stub.ExecuteStream(
+                    pb.ExecuteStreamRequest(spec=spec),
+                    timeout=deadline(timeout, self.timeout),
+                    metadata=span.metadata,
+                )
+        except BaseException as error:
+            span.end(error)
+            raise
+        return ExecutionStream(call, span)
 
     def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:
         """The languages the server can run."""
-        with translate_rpc_errors():
+        with traced_call("ListRuntimes", self.address) as call, translate_rpc_errors():
             response: pb.ListRuntimesResponse = self._stub.ListRuntimes(
-                pb.ListRuntimesRequest(), timeout=deadline(timeout, self.timeout)
+                pb.ListRuntimesRequest(),
+                timeout=deadline(timeout, self.timeout),
+                metadata=call.metadata,
             )
         return runtimes_from_proto(response)
 

@@ -10,9 +10,12 @@ fakes in the unit tests.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from codebeaker.runtimes.model import Event, Job
+
+if TYPE_CHECKING:  # the Docker package is an implementation; only its counters' type is shared
+    from codebeaker.runtimes.docker.pool import PoolStats
 
 
 class Sandbox(Protocol):
@@ -30,6 +33,10 @@ class Sandbox(Protocol):
 
     async def unready_reason(self) -> str | None:
         """None when executions can run; otherwise why not (for health checks)."""
+        ...
+
+    def pool_stats(self) -> Mapping[str, PoolStats]:
+        """Warm pool counters per language, read when metrics are scraped (may be empty)."""
         ...
 
     async def versions(self) -> Mapping[str, str]:

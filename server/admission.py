@@ -2,7 +2,7 @@
 
 Beyond the limit a call waits up to `wait` seconds for a slot and is then
 refused with CapacityExhausted (RESOURCE_EXHAUSTED), so load never turns into
-an unbounded pile of containers.
+an unbounded pile of containers. The wait is the execution's first phase.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from codebeaker.runtimes.errors import CapacityExhausted
+from codebeaker.runtimes.telemetry import phase
 
 
 class Admission:
@@ -26,13 +27,15 @@ class Admission:
     async def slot(self) -> AsyncIterator[None]:
         self.waiting += 1
         try:
-            async with asyncio.timeout(self._wait):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise CapacityExhausted(
-                f"all {self._limit} execution slots are busy; retry shortly",
-                retry_after=max(self._wait, 1.0),
-            ) from None
+            with phase("admission", waited=self._slots.locked()):
+                try:
+                    async with asyncio.timeout(self._wait):
+                        await self._slots.acquire()
+                except TimeoutError:
+                    raise CapacityExhausted(
+                        f"all {self._limit} execution slots are busy; retry shortly",
+                        retry_after=max(self._wait, 1.0),
+                    ) from None
         finally:
             self.waiting -= 1
         self.in_flight += 1

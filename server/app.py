@@ -5,6 +5,9 @@ SERVING only while the Docker engine answers and every runtime image exists
 (re-checked in the background). SIGTERM/SIGINT: NOT_SERVING, refuse new calls,
 give in-flight executions `shutdown_grace` seconds, cancel the rest (their
 containers are killed and removed), wait for every teardown, exit 0.
+Telemetry is wired here: the RPC telemetry interceptor (outside the error
+interceptor), the metrics registry and its optional HTTP endpoint, the phase
+observer, and the per-execution report.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from codebeaker.runtimes import telemetry
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.server.admission import Admission
-from codebeaker.server.config import ServerConfig
+from codebeaker.server.config import ServerConfig, split_host_port
 from codebeaker.server.errors import ErrorInterceptor
 from codebeaker.server.executions import Executions
+from codebeaker.server.logs import event
+from codebeaker.server.metrics import Metrics
+from codebeaker.server.reporting import ExecutionReporter
 from codebeaker.server.requests import RequestRules
+from codebeaker.server.rpc_telemetry import TelemetryInterceptor
 from codebeaker.server.servicer import ExecutionServicer
 from codebeaker.v1 import execution_pb2, execution_pb2_grpc
 
@@ -51,22 +59,27 @@ class Application:
             max_files=config.max_files,
         )
         self.admission = Admission(config.max_concurrency, config.admission_wait)
+        self.metrics = Metrics()
+        self.metrics.watch(self.admission, sandbox.pool_stats)
         self.health = health.aio.HealthServicer()
         self.server = aio.server(
-            interceptors=[ErrorInterceptor()],
+            # Telemetry outside: it sees the status the error interceptor decided.
+            interceptors=[TelemetryInterceptor(self.metrics), ErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MESSAGE_LIMIT),
                 ("grpc.max_send_message_length", MESSAGE_LIMIT),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = ExecutionServicer(Executions(sandbox, self.admission), lambda: self._rules)
+        executions = Executions(sandbox, self.admission, ExecutionReporter(self.metrics).report)
+        servicer = ExecutionServicer(executions, lambda: self._rules)
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         self.port = 0
+        self.metrics_port: int | None = None
         self._watch: asyncio.Task[None] | None = None
         self._draining = False
 
@@ -75,15 +88,27 @@ class Application:
         self.port = self.server.add_insecure_port(self.config.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}")
+        if self.config.metrics_address:
+            self.metrics_port = self.metrics.serve(*split_host_port(self.config.metrics_address))
+        telemetry.add_observer(self.metrics)
         with contextlib.suppress(Exception):
             await self.sandbox.prepare()
         await self.server.start()
         self._watch = asyncio.create_task(self._watch_health())
-        log.info("listening on %s (port %d)", self.config.address, self.port)
+        event(
+            log,
+            logging.INFO,
+            "server.listening",
+            f"listening on {self.config.address} (port {self.port})",
+            address=self.config.address,
+            port=self.port,
+            metrics_port=self.metrics_port or 0,
+        )
         return self.port
 
     async def _watch_health(self) -> None:
         versions_known = False
+        last: str | None = ""  # neither None (serving) nor a reason: the first check is news
         while not self._draining:
             reason = await self.sandbox.unready_reason()
             if reason is None and not versions_known:
@@ -91,8 +116,13 @@ class Application:
                 versions_known = True
             if not self._draining:
                 await self._set_health(_SERVING if reason is None else _NOT_SERVING)
-            if reason:
-                log.warning("not serving: %s", reason)
+            if reason != last:
+                if reason is None:
+                    event(log, logging.INFO, "server.serving", "serving")
+                else:
+                    message = f"not serving: {reason}"
+                    event(log, logging.WARNING, "server.not_serving", message, reason=reason)
+                last = reason
             await asyncio.sleep(HEALTH_INTERVAL if reason is None else 1.0)
 
     async def _learn_versions(self) -> None:
@@ -110,10 +140,14 @@ class Application:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-        log.info("draining: in-flight executions get %.1fs", self.config.shutdown_grace)
-        await self.server.stop(self.config.shutdown_grace)
+        grace = self.config.shutdown_grace
+        message = f"draining: in-flight executions get {grace:.1f}s"
+        event(log, logging.INFO, "server.draining", message, grace_seconds=grace)
+        await self.server.stop(grace)
         await self.sandbox.close()
-        log.info("stopped")
+        telemetry.remove_observer(self.metrics)
+        self.metrics.close()
+        event(log, logging.INFO, "server.stopped", "stopped")
 
 
 async def serve(config: ServerConfig, sandbox: Sandbox, catalog: Catalog) -> None:

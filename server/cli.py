@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from dataclasses import replace
 from types import MappingProxyType
 
+from opentelemetry import trace
+
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import DockerSandbox
 from codebeaker.runtimes.errors import InvalidRequest
+from codebeaker.server import logs, tracing
 from codebeaker.server.app import serve
 from codebeaker.server.config import add_arguments, build_config
 
@@ -30,13 +32,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_serve(args: argparse.Namespace) -> int:
     try:
         config = build_config(args, os.environ)
+        provider = tracing.tracer_provider(os.environ)
     except ValueError as error:
         print(f"codebeaker serve: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(config.log_level, config.log_format)
     catalog = Catalog.load()
     settings = config.docker_settings()
     try:
@@ -46,9 +46,14 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     settings = replace(settings, language_runtimes=MappingProxyType(overrides))
     sandbox = DockerSandbox(catalog, settings, config.limit_policy().default)
+    if provider is not None:
+        trace.set_tracer_provider(provider)
     try:
         asyncio.run(serve(config, sandbox, catalog))
     except OSError as error:
         print(f"codebeaker serve: {error}", file=sys.stderr)
         return 1
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports what is still batched
     return 0

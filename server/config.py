@@ -21,6 +21,8 @@ from codebeaker.runtimes.limits import LimitPolicy
 from codebeaker.runtimes.model import Limits
 
 ENV_PREFIX = "CODEBEAKER_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -44,6 +46,14 @@ def parse_assignments(text: str) -> dict[str, str]:
     return pairs
 
 
+def split_host_port(address: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' -> ('127.0.0.1', 9464); '[::1]:0' -> ('::1', 0)."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not a host:port address: {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 def _opt(default: object, help: str, kind: str = "") -> Any:
     return field(default=default, metadata={"help": help, "kind": kind})
 
@@ -52,6 +62,8 @@ def _opt(default: object, help: str, kind: str = "") -> Any:
 class ServerConfig:
     address: str = _opt("127.0.0.1:50051", "host:port the gRPC server listens on")
     log_level: str = _opt("info", "debug, info, warning or error")
+    log_format: str = _opt("json", "json (one object per line) or console (for people)")
+    metrics_address: str = _opt("", "host:port serving Prometheus /metrics over HTTP; empty: off")
     max_concurrency: int = _opt(8, "executions running at once; more wait, then are refused")
     admission_wait: float = _opt(2.0, "seconds a call may wait for a free slot")
     shutdown_grace: float = _opt(30.0, "seconds in-flight executions get on SIGTERM")
@@ -147,6 +159,12 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
             values[config_field.name] = value
     config = ServerConfig(**values)
     config.limit_policy()  # validates defaults against maxima
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if config.log_format.lower() not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    if config.metrics_address:
+        split_host_port(config.metrics_address)
     if config.max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     try:

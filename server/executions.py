@@ -2,20 +2,24 @@
 
 The servicer calls these two entry points; they know nothing of protobuf.
 `events` passes the sandbox's events through while holding an admission slot;
-`collect` gathers them into capped buffers for the unary Execute.
+`collect` gathers them into capped buffers for the unary Execute. Every
+execution, however it ends, is reported once (log line, metrics, span).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+import time
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from codebeaker.runtimes.errors import SandboxFailure
 from codebeaker.runtimes.model import Event, Finished, Job, Outcome, Output, Stream
 from codebeaker.runtimes.sandbox import Sandbox
+from codebeaker.runtimes.telemetry import durations
 from codebeaker.server.admission import Admission
+from codebeaker.server.reporting import ExecutionRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +32,46 @@ class Collected:
 
 
 class Executions:
-    def __init__(self, sandbox: Sandbox, admission: Admission) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        admission: Admission,
+        report: Callable[[ExecutionRecord], None],
+    ) -> None:
         self._sandbox = sandbox
         self._admission = admission
+        self._report = report
 
     async def events(self, job: Job) -> AsyncGenerator[Event, None]:
-        async with self._admission.slot():
-            log.info(
-                "execution %s started: language=%s request_id=%s",
-                job.execution_id,
-                job.language.id,
-                job.request_id,
-            )
-            async with contextlib.aclosing(self._sandbox.execute(job)) as events:
-                async for event in events:
-                    if isinstance(event, Finished):
-                        _log_outcome(job, event.outcome)
-                    yield event
+        """The sandbox's events under an admission slot; reported once, however it ends."""
+        log.debug("execution %s: language=%s", job.execution_id, job.language.id)
+        outcome: Outcome | None = None
+        error: BaseException | None = None
+        started = time.perf_counter()
+        with durations() as phases:
+            try:
+                async with (
+                    self._admission.slot(),
+                    contextlib.aclosing(self._sandbox.execute(job)) as events,
+                ):
+                    async for event in events:
+                        if isinstance(event, Finished):
+                            outcome = event.outcome
+                        yield event
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                # After the verdict, the consumer closing us (GeneratorExit) is the normal end.
+                self._report(
+                    ExecutionRecord(
+                        job,
+                        time.perf_counter() - started,
+                        dict(phases),
+                        outcome,
+                        error if outcome is None else None,
+                    )
+                )
 
     async def collect(self, job: Job) -> Collected:
         cap = job.limits.max_output_bytes
@@ -59,15 +86,3 @@ class Executions:
                         event.outcome, bytes(buffers[Stream.STDOUT]), bytes(buffers[Stream.STDERR])
                     )
         raise SandboxFailure("the sandbox ended without a result")
-
-
-def _log_outcome(job: Job, outcome: Outcome) -> None:
-    log.info(
-        "execution %s finished: language=%s verdict=%s exit_code=%d wall=%.3fs cpu=%.3fs",
-        job.execution_id,
-        job.language.id,
-        outcome.verdict.value,
-        outcome.exit_code,
-        outcome.wall_time,
-        outcome.cpu_time,
-    )

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.spans import installed_exporter
 
 
 def docker_problem() -> str | None:
@@ -39,3 +43,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason=problem)
     for item in needs_docker:
         item.add_marker(skip)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Finished spans of this test (an SDK with an in-memory exporter, installed once)."""
+    exporter = installed_exporter()
+    exporter.clear()
+    yield exporter
+    exporter.clear()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from codebeaker.runtimes.errors import SandboxFailure
+from codebeaker.runtimes.telemetry import annotate
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -89,10 +90,12 @@ class WarmPool(Generic[T]):
             item = self._ready.popleft()
             if self._is_alive(item):
                 self._hits += 1
+                annotate(pool="hit")
                 self._top_up()
                 return item
             self._discard(item)
         self._misses += 1
+        annotate(pool="miss")
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._top_up()

@@ -16,14 +16,16 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, replace
+
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
 from codebeaker.runtimes.catalog import Catalog, LanguageSpec
 from codebeaker.runtimes.docker.container import container_config, program_env
 from codebeaker.runtimes.docker.demux import STDOUT, AttachDemuxer
 from codebeaker.runtimes.docker.engine import AttachStream, Engine
-from codebeaker.runtimes.docker.pool import WarmPool
+from codebeaker.runtimes.docker.pool import PoolStats, WarmPool
 from codebeaker.runtimes.docker.settings import OWNER_LABEL, DockerSettings
 from codebeaker.runtimes.errors import CodeBeakerError, SandboxFailure
 from codebeaker.runtimes.images import VERSION_LABEL
@@ -44,6 +46,13 @@ from codebeaker.runtimes.protocol import (
     encode_request,
     parse_exit_report,
 )
+from codebeaker.runtimes.telemetry import (
+    background_phase,
+    job_attributes,
+    limit_attributes,
+    outcome_attributes,
+    phase,
+)
 from codebeaker.runtimes.verdict import killed_outcome, outcome_from_report
 
 log = logging.getLogger(__name__)
@@ -59,6 +68,7 @@ class Launched:
 
     container_id: str
     attach: AttachStream
+    origin: SpanContext = INVALID_SPAN_CONTEXT  # its launch phase, linked from its user
 
     def is_alive(self) -> bool:
         return not self.attach.reader.at_eof()
@@ -118,6 +128,9 @@ class DockerSandbox:
             return f"OCI runtime {', '.join(sorted(missing))} is not registered with the engine"
         return None
 
+    def pool_stats(self) -> Mapping[str, PoolStats]:
+        return {language: pool.stats() for language, pool in self.pools.items()}
+
     async def versions(self) -> Mapping[str, str]:
         found: dict[str, str] = {}
         for spec in self._catalog.specs():
@@ -156,20 +169,43 @@ class DockerSandbox:
     async def _execute(self, job: Job) -> AsyncGenerator[Event, None]:
         launched = await self._acquire(job)
         try:
-            launched.attach.writer.write(_request_bytes(job))
-            await launched.attach.writer.drain()
-            async for event in self._relay(launched, job):
-                yield event
+            request = _request_bytes(job)
+            with phase("deliver", **job_attributes(job), request_bytes=len(request)):
+                launched.attach.writer.write(request)
+                await launched.attach.writer.drain()
+            async with contextlib.aclosing(self._relay(launched, job)) as relay:
+                with phase("run", **job_attributes(job), **limit_attributes(job.limits)) as run:
+                    async for event in relay:
+                        if isinstance(event, Finished):
+                            run.set(**outcome_attributes(event.outcome))
+                            break
+                        yield event
+                    else:
+                        raise SandboxFailure("the sandbox ended without a result")
+                with phase("collect", **job_attributes(job)):
+                    yield event
         finally:
             self._discard(launched)
 
     async def _acquire(self, job: Job) -> Launched:
         pool = self.pools.get(job.language.id)
         if pool and _container_limits(job.limits) == _container_limits(self._pool_limits):
-            return await pool.acquire()
+            with phase("acquire", **job_attributes(job)) as acquiring:
+                launched = await pool.acquire()
+                acquiring.link(launched.origin)
+                return launched
         return await self._launch(job.language, job.limits, job.execution_id)
 
     async def _launch(self, spec: LanguageSpec, limits: Limits, label: str) -> Launched:
+        # A pool's launch belongs to no request: its own trace, linked from its user's.
+        pooled = label == POOLED
+        runtime = self._settings.runtime_for(spec.id)
+        launching = background_phase if pooled else phase
+        with launching("launch", language=spec.id, pooled=pooled, runtime=runtime) as launch:
+            launched = await self._create_and_start(spec, limits, label)
+            return replace(launched, origin=launch.origin)
+
+    async def _create_and_start(self, spec: LanguageSpec, limits: Limits, label: str) -> Launched:
         config = container_config(spec, limits, self._settings, label)
         container_id = await self._engine.create(config)
         attach: AttachStream | None = None
@@ -184,7 +220,7 @@ class DockerSandbox:
     def _discard(self, launched: Launched) -> None:
         self._schedule_teardown(launched.container_id, launched.attach)
 
-    async def _relay(self, launched: Launched, job: Job) -> AsyncIterator[Event]:
+    async def _relay(self, launched: Launched, job: Job) -> AsyncGenerator[Event, None]:
         """Supervisor frames -> events, under the server's own wall clock."""
         attach = launched.attach
         demux = AttachDemuxer()
@@ -242,8 +278,9 @@ class DockerSandbox:
         # a container whose output nobody reads (DESIGN.md, environment facts).
         drain = asyncio.create_task(_drain(attach)) if attach else None
         try:
-            async with asyncio.timeout(self._settings.teardown_timeout):
-                await self._engine.remove(container_id)
+            with phase("teardown", container=container_id[:12]):
+                async with asyncio.timeout(self._settings.teardown_timeout):
+                    await self._engine.remove(container_id)
         except Exception:
             log.exception("teardown of sandbox %s failed", container_id[:12])
         finally:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +44,14 @@ def _follow(stream: object, log: list[str], port_found: threading.Event) -> None
             port_found.set()
 
 
-def start_server(*extra: str, instance: str = "", wait_serving: bool = True) -> Server:
+def start_server(
+    *extra: str,
+    instance: str = "",
+    wait_serving: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> Server:
     instance = instance or f"test-{os.getpid()}-{time.monotonic_ns()}"
-    env = {**os.environ, "CODEBEAKER_TEST_SECRET": SERVER_SECRET}
+    env = {**os.environ, "CODEBEAKER_TEST_SECRET": SERVER_SECRET, **(environ or {})}
     process = subprocess.Popen(
         [CODEBEAKER, "serve", "--address", "127.0.0.1:0", "--instance", instance, *extra],
         stdout=subprocess.DEVNULL,

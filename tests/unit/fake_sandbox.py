@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
 
+from codebeaker.runtimes.docker.pool import PoolStats
 from codebeaker.runtimes.errors import EngineUnavailable
 from codebeaker.runtimes.model import (
     Event,
@@ -96,6 +97,9 @@ class FakeSandbox:
 
     async def versions(self) -> Mapping[str, str]:
         return {"python": "3.11.2", "javascript": "18.19.0"}
+
+    def pool_stats(self) -> Mapping[str, PoolStats]:
+        return {"python": PoolStats(2, 1, 1, 0, 5, 2, 1)}
 
     async def close(self) -> None:
         self.closed = True
