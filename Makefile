@@ -6,11 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ADDRESS ?= 127.0.0.1:50051
+METRICS_ADDRESS ?= 127.0.0.1:9464
 PROTO_DIR := proto
 PROTO_OUT := proto/codebeaker/v1
 PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
 
-.PHONY: venv proto proto-check images run test test-unit lint clean
+.PHONY: venv proto proto-check images run test test-unit lint bench clean
 
 venv: $(STAMP)
 
@@ -37,7 +38,8 @@ images: $(STAMP)
 	$(BIN)/python -m codebeaker.runtimes.images build
 
 run: $(STAMP) images
-	$(BIN)/codebeaker serve --address $(ADDRESS)
+	$(BIN)/codebeaker serve --address $(ADDRESS) --metrics-address $(METRICS_ADDRESS) \
+		--log-format console
 
 test: $(STAMP) images
 	$(BIN)/python -m pytest -q
@@ -61,6 +63,11 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker
 	$(BIN)/mypy -p codebeaker.server -p codebeaker.runtimes -p codebeaker.client
 	$(BIN)/mypy tests
 	$(BIN)/buf lint
+
+# Speed against the bare interpreter, the raw engine and peers, in one run.
+bench: $(STAMP) images
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
