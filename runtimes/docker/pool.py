@@ -1,7 +1,9 @@
 """A warm pool: single-use resources launched ahead of time, refilled off the request path.
 
-The pool keeps `size` launched items ready. A request takes one (a hit) and a
-replacement is launched in the background; nothing is ever handed out twice.
+The pool keeps `size` launched items ready. A request takes one (a hit) and,
+once it is done with it, calls `refill()`: the replacement is launched then, in
+the background, so that launching (CPU-heavy work in the engine) does not
+compete with the program for the machine. Nothing is ever handed out twice.
 When none is ready (a miss) the request waits for the next launch to finish,
 which the pool starts for it at once — so an empty or disabled (size 0) pool
 degrades to a cold start, never to a failure, and never launches more than
@@ -82,6 +84,10 @@ class WarmPool(Generic[T]):
         """Begin filling the pool (needs a running event loop)."""
         self._top_up()
 
+    def refill(self) -> None:
+        """Launch replacements for items taken; call when done with an acquired item."""
+        self._top_up()
+
     async def acquire(self) -> T:
         """A launched item for exactly one use; waits for a launch on a miss."""
         if self._closed:
@@ -91,7 +97,6 @@ class WarmPool(Generic[T]):
             if self._is_alive(item):
                 self._hits += 1
                 annotate(pool="hit")
-                self._top_up()
                 return item
             self._discard(item)
         self._misses += 1

@@ -186,6 +186,9 @@ class DockerSandbox:
                     yield event
         finally:
             self._discard(launched)
+            # Only now: a launch running beside the program would slow it down.
+            if pool := self.pools.get(job.language.id):
+                pool.refill()
 
     async def _acquire(self, job: Job) -> Launched:
         pool = self.pools.get(job.language.id)

@@ -64,7 +64,10 @@ async def test_fills_to_size_and_hands_out_each_item_once() -> None:
     pool = make_pool(launcher, size=3)
     pool.start()
     await settle(pool, 3)
-    taken = [await pool.acquire() for _ in range(10)]
+    taken = []
+    for _ in range(10):
+        taken.append(await pool.acquire())
+        pool.refill()
     assert len({item.number for item in taken}) == 10
     await settle(pool, 3)
     assert pool.stats().hits >= 3
@@ -72,13 +75,16 @@ async def test_fills_to_size_and_hands_out_each_item_once() -> None:
     await pool.close()
 
 
-async def test_refills_after_each_hit() -> None:
+async def test_refills_once_the_user_is_done() -> None:
     launcher = Launcher()
     pool = make_pool(launcher, size=2)
     pool.start()
     await settle(pool, 2)
     first = await pool.acquire()
     assert pool.stats().hits == 1
+    await settle(pool, 1)  # nothing launches while the item is in use
+    assert len(launcher.launched) == 2
+    pool.refill()
     await settle(pool, 2)
     assert first not in [await pool.acquire(), await pool.acquire()]
     await pool.close()
