@@ -35,7 +35,9 @@ BASE_ENV = {
 # of what the program is allowed.
 SUPERVISOR_PIDS = 2
 GVISOR = "runsc"
-# Host threads gVisor's sentry and gofer may need on top of the program's cap.
+# Host threads gVisor may need: its ptrace platform backs each sandbox process
+# with host stub processes and threads, and the sentry and gofer have their own.
+GVISOR_HOST_PIDS_PER_PROCESS = 8
 GVISOR_SENTRY_THREADS = 512
 
 
@@ -112,7 +114,8 @@ def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, o
     would break the sandbox itself, so it only gets a backstop.
     """
     if runtime == GVISOR:
-        return processes + GVISOR_SENTRY_THREADS, [_ulimit("nproc", processes)]
+        host_pids = processes * GVISOR_HOST_PIDS_PER_PROCESS + GVISOR_SENTRY_THREADS
+        return host_pids, [_ulimit("nproc", processes)]
     return processes, []
 
 

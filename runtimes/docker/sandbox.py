@@ -58,6 +58,8 @@ from codebeaker.runtimes.verdict import killed_outcome, outcome_from_report
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
 CLOSE_WAIT = 5.0
+OOM_RECORD_POLLS = 10
+OOM_RECORD_INTERVAL = 0.05
 POOLED = "pooled"  # execution label of a container launched before its program is known
 _STREAMS = {FrameType.STDOUT: Stream.STDOUT, FrameType.STDERR: Stream.STDERR}
 
@@ -265,6 +267,12 @@ class DockerSandbox:
         """The sandbox died before its supervisor reported: only an OOM kill of
         the whole sandbox (as gVisor's is, by the host cgroup) explains that."""
         state = await self._engine.wait_exit(launched.container_id, self._settings.wall_grace)
+        # The engine may record the OOM kill a moment after the exit itself.
+        for _ in range(OOM_RECORD_POLLS):
+            if state.oom_killed:
+                break
+            await asyncio.sleep(OOM_RECORD_INTERVAL)
+            state = await self._engine.state(launched.container_id)
         if state.oom_killed:
             return killed_outcome(LimitKind.MEMORY, job.limits, elapsed)
         raise SandboxFailure(
