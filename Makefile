@@ -61,7 +61,7 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p codebeaker.server -p codebeaker.runtimes -p codebeaker.client
-	$(BIN)/mypy tests
+	$(BIN)/mypy tests bench
 	$(BIN)/buf lint
 
 # Speed against the bare interpreter, the raw engine and peers, in one run.
