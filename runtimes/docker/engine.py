@@ -27,6 +27,8 @@ from codebeaker.runtimes.errors import CodeBeakerError, EngineUnavailable, Sandb
 
 T = TypeVar("T")
 API_VERSION = "1.41"
+REMOVE_ATTEMPTS = 4
+REMOVE_RETRY_DELAY = 0.1
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,20 @@ class Engine:
             await self._call(lambda api: api.kill(container_id))
 
     async def remove(self, container_id: str) -> None:
-        """Force-remove (kills if needed); a vanished container is fine."""
-        with contextlib.suppress(docker.errors.NotFound):
-            await self._call(functools.partial(_remove, container_id=container_id))
+        """Force-remove (kills if needed); a vanished container is fine.
+
+        Docker 20.10 can refuse a force-remove that races the container's own
+        exit ("cannot remove - Container ... is not running"); a retry succeeds.
+        """
+        for attempt in range(1, REMOVE_ATTEMPTS + 1):
+            try:
+                with contextlib.suppress(docker.errors.NotFound):
+                    await self._call(functools.partial(_remove, container_id=container_id))
+                return
+            except SandboxFailure:
+                if attempt == REMOVE_ATTEMPTS:
+                    raise
+                await asyncio.sleep(REMOVE_RETRY_DELAY * attempt)
 
     async def state(self, container_id: str) -> ContainerState:
         info = await self._call(lambda api: api.inspect_container(container_id))
