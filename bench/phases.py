@@ -19,7 +19,7 @@ from bench.peers import CASES, run_peer
 from bench.plan import RESULTS_DIR, Plan
 from bench.programs import Program
 from bench.results import Results
-from bench.server import ServerError, ServerProcess
+from bench.server import ServerError, ServerGone, ServerProcess
 from bench.service import Service, measure_execute, measure_first_output, measure_throughput
 from bench.stats import Measurement, Summary, Unavailable
 from bench.throughput import Throughput
@@ -140,6 +140,8 @@ def _codebeaker(plan: Plan, results: Results, ctx: Context, *, warm: bool) -> No
         service = Service(server.address)
         try:
             _measure_server(plan, results, ctx, server, service, warm=warm)
+        except ServerGone as error:
+            results.notes.append(f"{error}: figures after that are missing")
         finally:
             service.close()
     finally:
@@ -162,6 +164,7 @@ def _measure_server(
     missed = [0]
 
     def refill() -> None:
+        server.check_alive()
         if pooled:
             time.sleep(plan.gap)
             if not server.wait_for_pool(expected, 5.0):
@@ -172,7 +175,13 @@ def _measure_server(
     for lang in plan.languages:
         program = ctx.programs[lang]
         if not warm:
-            value = measure_execute(service, program, warmup=plan.cold.warmup, runs=plan.cold.runs)
+            value = measure_execute(
+                service,
+                program,
+                warmup=plan.cold.warmup,
+                runs=plan.cold.runs,
+                before_each=server.check_alive,
+            )
             results.put("cb_cold", lang, value)
             _show("cb_cold", lang, value)
             continue
@@ -188,7 +197,13 @@ def _measure_server(
         results.put("cb_warm", lang, value)
         _show("cb_warm", lang, value)
         refill()
-        value = measure_execute(service, program, warmup=plan.warm.warmup, runs=plan.warm.runs)
+        value = measure_execute(
+            service,
+            program,
+            warmup=plan.warm.warmup,
+            runs=plan.warm.runs,
+            before_each=server.check_alive,
+        )
         results.put("cb_warm_b2b", lang, value)
         _show("cb_warm_b2b", lang, value)
         refill()

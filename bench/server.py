@@ -20,6 +20,7 @@ from types import TracebackType
 import docker
 
 from bench.engine import api_client
+from bench.stats import Abort
 
 OWNER_LABEL = "io.codebeaker.owner"
 LISTENING = re.compile(r"listening on \S+ \(port (\d+)\)")
@@ -44,6 +45,10 @@ def supports_pool_flag() -> bool:
 
 class ServerError(RuntimeError):
     pass
+
+
+class ServerGone(Abort):
+    """The server process exited while being measured."""
 
 
 class ServerProcess:
@@ -110,6 +115,10 @@ class ServerProcess:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(STOP_TIMEOUT)
         sweep_owner(self.instance)
+
+    def check_alive(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise ServerGone(f"server {self.instance} exited; see {self.log_path}")
 
     def wait_for_pool(self, expected: int, timeout: float) -> bool:
         """Waits until this server's containers are exactly `expected`, all running.

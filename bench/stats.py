@@ -6,7 +6,6 @@ sample: it is counted, and the first few messages are kept to show why.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -72,6 +71,10 @@ class Unavailable:
 Measurement = Summary | Unavailable
 
 
+class Abort(Exception):
+    """Raised by a sample when measuring on makes no sense (e.g. the server died)."""
+
+
 def percentile(samples: tuple[float, ...] | list[float], pct: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     ordered = sorted(samples)
@@ -123,14 +126,20 @@ def collect(
     """Runs `warmup` unrecorded samples, then `runs` recorded ones, `gap` s apart."""
     for _ in range(warmup):
         # Warm-up failures show up again in the recorded runs.
-        with contextlib.suppress(Exception):
+        try:
             sample()
+        except Abort:
+            raise
+        except Exception:
+            pass
         if gap:
             time.sleep(gap)
     collector = Collector()
     for _ in range(runs):
         try:
             collector.samples.append(sample())
+        except Abort:
+            raise
         except Exception as error:  # a failed run is data, not a crash
             collector.fail(error)
         if gap:
