@@ -1,16 +1,25 @@
 """Language runtimes as data: one folder per language under `languages/`.
 
-Each folder holds a Dockerfile and a `spec.toml` (id, aliases, file name, run
-command, version command, extra environment). Adding a language is adding a
-folder; nothing here names a language.
+Each folder holds a Dockerfile and a `spec.toml`: id, aliases, file name, an
+optional compile command with the patterns that select its sources, the run
+command, the version command and extra environment. Adding a language is
+adding a folder; nothing here names a language.
+
+Commands may use placeholders, replaced per execution:
+`{entrypoint}` (the file to run, relative to the workspace), `{stem}` (the
+entrypoint without its extension) and, in `compile` only, `{sources}` (an
+argument of its own, replaced by every file matching the spec's `sources`
+patterns, sorted).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
 from codebeaker.runtimes.errors import UnknownLanguage
@@ -18,11 +27,13 @@ from codebeaker.runtimes.errors import UnknownLanguage
 LANGUAGES_DIR = Path(__file__).resolve().parent / "languages"
 IMAGE_PREFIX = "codebeaker/"
 ENTRYPOINT_PLACEHOLDER = "{entrypoint}"
+STEM_PLACEHOLDER = "{stem}"
+SOURCES_PLACEHOLDER = "{sources}"
 
 
 @dataclass(frozen=True)
 class LanguageSpec:
-    """How to run one language; `version` is filled in from the built image."""
+    """How to build and run one language; `version` is filled in from the built image."""
 
     id: str
     name: str
@@ -30,6 +41,8 @@ class LanguageSpec:
     file_name: str
     run: tuple[str, ...]
     version_command: tuple[str, ...]
+    compile: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     directory: Path = LANGUAGES_DIR
     version: str = ""
@@ -38,10 +51,47 @@ class LanguageSpec:
     def image(self) -> str:
         return f"{IMAGE_PREFIX}{self.id}"
 
+    @property
+    def compiled(self) -> bool:
+        return bool(self.compile)
+
     def command(self, entrypoint: str, args: Iterable[str]) -> tuple[str, ...]:
         """The argv that runs `entrypoint` with the caller's `args`."""
-        argv = tuple(part.replace(ENTRYPOINT_PLACEHOLDER, entrypoint) for part in self.run)
-        return argv + tuple(args)
+        return tuple(_fill(part, entrypoint) for part in self.run) + tuple(args)
+
+    def compile_command(self, entrypoint: str, paths: Iterable[str]) -> tuple[str, ...]:
+        """The argv that compiles the program whose files are `paths` (empty if interpreted)."""
+        sources = sorted(p for p in paths if any(glob_match(g, p) for g in self.sources))
+        argv: list[str] = []
+        for part in self.compile:
+            if part == SOURCES_PLACEHOLDER:
+                argv += sources
+            else:
+                argv.append(_fill(part, entrypoint))
+        return tuple(argv)
+
+
+def _fill(part: str, entrypoint: str) -> str:
+    stem = str(PurePosixPath(entrypoint).with_suffix("")) if "." in entrypoint else entrypoint
+    return part.replace(ENTRYPOINT_PLACEHOLDER, entrypoint).replace(STEM_PLACEHOLDER, stem)
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for char in pattern:
+        if char == "*":
+            parts.append("[^/]*")
+        elif char == "?":
+            parts.append("[^/]")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Shell-style match of a relative path: `*` and `?` never cross a `/`."""
+    return _glob_regex(pattern).match(path) is not None
 
 
 def load_spec(directory: Path) -> LanguageSpec:
@@ -57,16 +107,38 @@ def load_spec(directory: Path) -> LanguageSpec:
             file_name=_text(raw, "file_name"),
             run=tuple(_texts(raw, "run")),
             version_command=tuple(_texts(raw, "version_command")),
+            compile=tuple(_texts(raw, "compile")),
+            sources=tuple(_texts(raw, "sources")),
             env=MappingProxyType({str(k): str(v) for k, v in raw.get("env", {}).items()}),
             directory=directory,
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
-    if spec.id != directory.name:
-        raise ValueError(f"{path}: id {spec.id!r} must match its folder name")
-    if not any(ENTRYPOINT_PLACEHOLDER in part for part in spec.run):
-        raise ValueError(f"{path}: run must mention {ENTRYPOINT_PLACEHOLDER}")
+    problem = _inconsistency(spec)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     return spec
+
+
+def _inconsistency(spec: LanguageSpec) -> str | None:
+    if spec.id != spec.directory.name:
+        return f"id {spec.id!r} must match its folder name"
+    if not spec.run:
+        return "run must not be empty"
+    if not spec.compiled and not _mentions_program(spec.run):
+        return f"run must mention {ENTRYPOINT_PLACEHOLDER} or {STEM_PLACEHOLDER}"
+    names_program = SOURCES_PLACEHOLDER in spec.compile or _mentions_program(spec.compile)
+    if spec.compiled and not names_program:
+        return f"compile must mention {SOURCES_PLACEHOLDER} or {ENTRYPOINT_PLACEHOLDER}"
+    if SOURCES_PLACEHOLDER in spec.compile and not spec.sources:
+        return f"compile uses {SOURCES_PLACEHOLDER}: list the patterns in sources"
+    if any(SOURCES_PLACEHOLDER in part for part in spec.run):
+        return f"{SOURCES_PLACEHOLDER} belongs in compile, not run"
+    return None
+
+
+def _mentions_program(argv: Sequence[str]) -> bool:
+    return any(ENTRYPOINT_PLACEHOLDER in part or STEM_PLACEHOLDER in part for part in argv)
 
 
 def _text(raw: Mapping[str, object], key: str) -> str:

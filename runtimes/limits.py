@@ -37,12 +37,12 @@ class LimitPolicy:
             if getattr(self.default, name) <= 0:
                 raise ValueError(f"default {name} must be positive")
 
-    def resolve(self, requested: RequestedLimits) -> Limits:
+    def resolve(self, requested: RequestedLimits, prefix: str = "spec.limits") -> Limits:
         values: dict[str, float | int] = {}
         for name in Limits.__dataclass_fields__:
             asked = getattr(requested, name)
             maximum = getattr(self.maximum, name)
-            field = f"spec.limits.{name}"
+            field = f"{prefix}.{name}"
             if asked is None:
                 values[name] = getattr(self.default, name)
             elif asked <= 0:

@@ -1,32 +1,52 @@
 """The server's half of the cb-supervisor wire protocol (see supervisor/PROTOCOL.md).
 
-Pure byte handling, no I/O: encoding the request that carries a program into a
-waiting container, and incrementally decoding the frames the supervisor sends
-back. The program never writes to the supervisor's stdout directly (the
-supervisor frames everything), so nothing it prints can forge a frame.
+Pure byte handling, no I/O: planning a job's stages (compile, run, test
+cases), encoding the request that carries them into a waiting container, and
+incrementally decoding the frames the supervisor sends back. The program
+never writes to the supervisor's stdout directly (the supervisor frames
+everything), so nothing it prints can forge a frame.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from codebeaker.runtimes.errors import SandboxFailure
-from codebeaker.runtimes.model import SourceFile
+from codebeaker.runtimes.model import (
+    COMPILE_STAGE,
+    NO_OUTPUT_FILES,
+    RUN_STAGE,
+    FileStatus,
+    Job,
+    Limits,
+    OutputFile,
+    OutputFiles,
+    SourceFile,
+    Stage,
+    StageKind,
+)
 
-MAGIC = b"CBX1"
+MAGIC = b"CBX2"
 MAX_FRAME_PAYLOAD = 65536
 _FRAME_HEADER = struct.Struct(">BI")
+_FILE_HEADER = struct.Struct(">BBQ")
+GATE = 1  # stage flag: later stages run only if this one succeeds (a compile)
+FRESH = 2  # stage flag: start from the files as the first FRESH stage found them
 
 
 class FrameType(enum.Enum):
     STARTED = ord("S")
     STDOUT = ord("1")
     STDERR = ord("2")
+    FILE_HEADER = ord("H")
+    FILE_DATA = ord("D")
     EXIT = ord("X")
+    END = ord("E")
     FATAL = ord("F")
 
 
@@ -50,6 +70,34 @@ class ExitReport:
     stderr_truncated: bool
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of the request: a command, its limits, stdin and output files."""
+
+    stage: Stage
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    limits: Limits
+    stdin: bytes = b""
+    flags: int = 0
+    outputs: OutputFiles = NO_OUTPUT_FILES
+
+
+def plan_stages(job: Job, env: Mapping[str, str]) -> tuple[StagePlan, ...]:
+    """The compile (if any) gating the run, or the runs of the test cases."""
+    stages: list[StagePlan] = []
+    if job.language.compiled:
+        limits = job.compile_limits or job.limits
+        stages.append(StagePlan(COMPILE_STAGE, job.compile_argv(), env, limits, flags=GATE))
+    run = functools.partial(StagePlan, argv=job.argv(), env=env, limits=job.limits)
+    if not job.test_cases:
+        stages.append(run(RUN_STAGE, stdin=job.stdin, outputs=job.output_files))
+    for number, case in enumerate(job.test_cases, start=1):
+        stage = Stage(StageKind.RUN, number)
+        stages.append(run(stage, stdin=case.stdin, flags=FRESH, outputs=job.output_files))
+    return tuple(stages)
+
+
 def _u32(value: int) -> bytes:
     return struct.pack(">I", value)
 
@@ -62,36 +110,73 @@ def _blob32(data: bytes) -> bytes:
     return _u32(len(data)) + data
 
 
-def encode_request(
-    *,
-    files: Iterable[SourceFile],
-    argv: Iterable[str],
-    env: Mapping[str, str],
-    wall_time: float,
-    cpu_time: float,
-    output_cap: int,
-    stdin: bytes,
-) -> bytes:
-    """The whole request, stdin included, ready to write to the container."""
+def _strings(values: Iterable[bytes]) -> list[bytes]:
+    items = list(values)
+    return [_u32(len(items)), *(_blob32(v) for v in items)]
+
+
+def _milliseconds(seconds: float) -> bytes:
+    return _u64(math.ceil(seconds * 1000))
+
+
+def encode_request(files: Iterable[SourceFile], stages: Iterable[StagePlan]) -> bytes:
+    """The whole request, every stage's stdin included, ready to write to the container."""
     file_list = list(files)
-    args = [a.encode() for a in argv]
-    env_items = [f"{k}={v}".encode() for k, v in env.items()]
+    stage_list = list(stages)
     parts = [MAGIC, _u32(len(file_list))]
     for item in file_list:
         parts += [_blob32(item.path.encode()), _u32(item.mode), _u64(len(item.content))]
         parts.append(item.content)
-    parts.append(_u32(len(args)))
-    parts += [_blob32(a) for a in args]
-    parts.append(_u32(len(env_items)))
-    parts += [_blob32(e) for e in env_items]
-    parts += [
-        _u64(math.ceil(wall_time * 1000)),
-        _u64(math.ceil(cpu_time * 1000)),
-        _u64(output_cap),
-        _u64(len(stdin)),
-        stdin,
-    ]
+    parts.append(_u32(len(stage_list)))
+    for plan in stage_list:
+        parts.append(_u32(plan.flags))
+        parts += _strings(a.encode() for a in plan.argv)
+        parts += _strings(f"{k}={v}".encode() for k, v in plan.env.items())
+        parts += [
+            _milliseconds(plan.limits.wall_time),
+            _milliseconds(plan.limits.cpu_time),
+            _u64(plan.limits.max_output_bytes),
+        ]
+        parts += _strings(p.encode() for p in plan.outputs.patterns)
+        parts += [_u64(plan.outputs.file_cap), _u64(plan.outputs.total_cap)]
+        parts.append(_u64(len(plan.stdin)))
+    parts += [plan.stdin for plan in stage_list]
     return b"".join(parts)
+
+
+_FILE_STATUS = {
+    ord("r"): FileStatus.OK,
+    ord("t"): FileStatus.TRUNCATED,
+    ord("n"): FileStatus.NOT_REGULAR,
+    ord("m"): FileStatus.MISSING,
+}
+_FILE_KIND = {
+    ord("d"): "a directory",
+    ord("l"): "a symbolic link",
+    ord("p"): "a FIFO",
+    ord("c"): "a character device",
+    ord("b"): "a block device",
+    ord("s"): "a socket",
+}
+
+
+def parse_file_header(payload: bytes, caps: OutputFiles) -> OutputFile:
+    """An output file as its H frame announces it (content follows in D frames)."""
+    if len(payload) < _FILE_HEADER.size:
+        raise SandboxFailure("supervisor sent a short file header")
+    status_code, kind, size = _FILE_HEADER.unpack_from(payload)
+    path = payload[_FILE_HEADER.size :].decode(errors="replace")
+    status = _FILE_STATUS.get(status_code)
+    if status is None:
+        raise SandboxFailure(f"supervisor sent an unknown file status {status_code}")
+    reason = {
+        FileStatus.OK: "",
+        FileStatus.TRUNCATED: f"larger than the cap ({caps.file_cap} bytes per file, "
+        f"{caps.total_cap} in all)",
+        FileStatus.NOT_REGULAR: f"not a regular file: {_FILE_KIND.get(kind, 'unknown type')}",
+        FileStatus.MISSING: "no such file",
+    }[status]
+    return OutputFile(path, status, size=size, reason=reason)
 
 
 class FrameDecoder:

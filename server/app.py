@@ -57,6 +57,9 @@ class Application:
             max_source=config.max_source,
             max_stdin=config.max_stdin,
             max_files=config.max_files,
+            compile_policy=config.compile_policy(),
+            max_test_cases=config.max_test_cases,
+            output_file_caps=(config.output_file_cap, config.output_files_cap),
         )
         self.admission = Admission(config.max_concurrency, config.admission_wait)
         self.metrics = Metrics()

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -77,9 +77,14 @@ class ServerConfig:
     max_processes: int = _opt(1024, "largest process/thread limit a request may ask")
     default_output: int = _opt(1 << 20, "per-stream output cap when none is set", "size")
     max_output: int = _opt(16 << 20, "largest per-stream output cap a request may ask", "size")
+    default_compile_time: float = _opt(30.0, "wall and CPU limit of a compile when none is set (s)")
+    max_compile_time: float = _opt(120.0, "largest compile wall or CPU limit a request may ask (s)")
     max_source: int = _opt(1 << 20, "largest program (source or all files)", "size")
     max_stdin: int = _opt(8 << 20, "largest stdin a request may carry", "size")
     max_files: int = _opt(64, "most files a multi-file program may have")
+    max_test_cases: int = _opt(256, "most test cases one request may carry")
+    output_file_cap: int = _opt(1 << 20, "bytes returned per output file", "size")
+    output_files_cap: int = _opt(8 << 20, "bytes returned over all output files of a run", "size")
     pool_size: int = _opt(2, "started containers kept waiting per language; 0 disables the pool")
     pool_parallel: int = _opt(4, "container launches one language's pool runs at once")
     runtime: str = _opt("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
@@ -105,6 +110,18 @@ class ServerConfig:
                 memory_bytes=self.max_memory,
                 max_processes=self.max_processes,
                 max_output_bytes=self.max_output,
+            ),
+        )
+
+    def compile_policy(self) -> LimitPolicy:
+        """Compile limits: their own time; memory, processes and output as a run's."""
+        run = self.limit_policy()
+        return LimitPolicy(
+            default=replace(
+                run.default, wall_time=self.default_compile_time, cpu_time=self.default_compile_time
+            ),
+            maximum=replace(
+                run.maximum, wall_time=self.max_compile_time, cpu_time=self.max_compile_time
             ),
         )
 
@@ -159,6 +176,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
             values[config_field.name] = value
     config = ServerConfig(**values)
     config.limit_policy()  # validates defaults against maxima
+    config.compile_policy()
     if config.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if config.log_format.lower() not in LOG_FORMATS:

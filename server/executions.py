@@ -2,7 +2,8 @@
 
 The servicer calls these two entry points; they know nothing of protobuf.
 `events` passes the sandbox's events through while holding an admission slot;
-`collect` gathers them into capped buffers for the unary Execute. Every
+`collect` gathers them into capped buffers per stage (compile, run, each test
+case) for the unary Execute. Every
 execution, however it ends, is reported once (log line, metrics, span).
 """
 
@@ -11,11 +12,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 from codebeaker.runtimes.errors import SandboxFailure
-from codebeaker.runtimes.model import Event, Finished, Job, Outcome, Output, Stream
+from codebeaker.runtimes.model import (
+    COMPILE_STAGE,
+    Event,
+    Finished,
+    Job,
+    Outcome,
+    Output,
+    Stage,
+    Stream,
+)
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.runtimes.telemetry import durations
 from codebeaker.server.admission import Admission
@@ -24,11 +34,22 @@ from codebeaker.server.reporting import ExecutionRecord
 log = logging.getLogger(__name__)
 
 
+# All stages' output kept in one Execute response (the message limit is 64 MiB).
+RESPONSE_OUTPUT_BUDGET = 48 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Collected:
-    outcome: Outcome
-    stdout: bytes
-    stderr: bytes
+    """A finished execution with each stage's buffered output, (stdout, stderr) by stage."""
+
+    finished: Finished
+    outputs: Mapping[Stage, tuple[bytes, bytes]]
+    # Streams whose output did not all fit the response budget.
+    cut: frozenset[tuple[Stage, Stream]] = frozenset()
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.finished.outcome
 
 
 class Executions:
@@ -74,15 +95,33 @@ class Executions:
                 )
 
     async def collect(self, job: Job) -> Collected:
-        cap = job.limits.max_output_bytes
-        buffers = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
+        """Every stage's output, each stream capped, all of it within the response budget."""
+        buffers: dict[Stage, dict[Stream, bytearray]] = {}
+        budget = RESPONSE_OUTPUT_BUDGET
+        cut: set[tuple[Stage, Stream]] = set()
         async with contextlib.aclosing(self.events(job)) as events:
             async for event in events:
                 if isinstance(event, Output):
-                    buffer = buffers[event.stream]
-                    buffer += event.data[: max(cap - len(buffer), 0)]
-                elif isinstance(event, Finished):
-                    return Collected(
-                        event.outcome, bytes(buffers[Stream.STDOUT]), bytes(buffers[Stream.STDERR])
+                    cap = _output_cap(job, event.stage)
+                    streams = buffers.setdefault(
+                        event.stage, {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
                     )
+                    buffer = streams[event.stream]
+                    room = max(cap - len(buffer), 0)
+                    kept = event.data[: min(room, budget)]
+                    if len(kept) < min(room, len(event.data)):
+                        cut.add((event.stage, event.stream))
+                    buffer += kept
+                    budget -= len(kept)
+                elif isinstance(event, Finished):
+                    outputs = {
+                        stage: (bytes(s[Stream.STDOUT]), bytes(s[Stream.STDERR]))
+                        for stage, s in buffers.items()
+                    }
+                    return Collected(event, outputs, frozenset(cut))
         raise SandboxFailure("the sandbox ended without a result")
+
+
+def _output_cap(job: Job, stage: Stage) -> int:
+    limits = job.compile_limits if stage == COMPILE_STAGE else None
+    return (limits or job.limits).max_output_bytes

@@ -1,7 +1,8 @@
 """Turning an ExecutionSpec into a validated Job, or an INVALID_ARGUMENT naming the field.
 
 Everything a caller sends is checked here, before any container exists: the
-language, the program's size and file paths, stdin, args, env and limits.
+language, the program's size and file paths, stdin, args, env, limits (the
+run's and the compile's), output file paths and test cases.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import posixpath
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from google.protobuf.duration_pb2 import Duration
@@ -18,7 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.errors import InvalidRequest
 from codebeaker.runtimes.limits import LimitPolicy, RequestedLimits
-from codebeaker.runtimes.model import Job, SourceFile
+from codebeaker.runtimes.model import Comparison, Job, Limits, OutputFiles, SourceFile, TestCase
 from codebeaker.v1 import execution_pb2 as pb
 
 MAX_ARGS = 256
@@ -29,6 +30,14 @@ MAX_REQUEST_ID = 128
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+MAX_OUTPUT_PATTERNS = 32
+_COMPARISONS = {
+    pb.COMPARISON_UNSPECIFIED: Comparison.EXACT,
+    pb.COMPARISON_EXACT: Comparison.EXACT,
+    pb.COMPARISON_IGNORE_TRAILING_WHITESPACE: Comparison.IGNORE_TRAILING_WHITESPACE,
+}
+
+
 @dataclass(frozen=True)
 class RequestRules:
     catalog: Catalog
@@ -36,6 +45,9 @@ class RequestRules:
     max_source: int
     max_stdin: int
     max_files: int
+    compile_policy: LimitPolicy | None = None  # None: compiles get the run's limits
+    max_test_cases: int = 256
+    output_file_caps: tuple[int, int] = (1 << 20, 8 << 20)  # per file, per run
 
 
 def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
@@ -50,17 +62,77 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
         raise InvalidRequest(
             "spec.stdin", f"{len(spec.stdin)} bytes is above the maximum {rules.max_stdin}"
         )
+    limits = rules.policy.resolve(_limits("spec.limits", spec.limits))
     return Job(
         execution_id=uuid.uuid4().hex,
         language=language,
         files=files,
         entrypoint=entrypoint,
-        limits=rules.policy.resolve(_limits(spec.limits)),
+        limits=limits,
         stdin=spec.stdin,
         args=_args(spec.args),
         env=MappingProxyType(_env(spec.env)),
         request_id=_request_id(spec.request_id),
+        compile_limits=_compile_limits(spec, limits, rules) if language.compiled else None,
+        output_files=_output_files(spec.output_files, rules),
+        test_cases=_test_cases(spec, rules),
     )
+
+
+def _compile_limits(spec: pb.ExecutionSpec, limits: Limits, rules: RequestRules) -> Limits:
+    """The compile's own time and output limits; memory and processes are the run's."""
+    requested = _limits("spec.compile_limits", spec.compile_limits)
+    for name in ("memory_bytes", "max_processes"):
+        if getattr(requested, name) is not None:
+            raise InvalidRequest(
+                f"spec.compile_limits.{name}",
+                "the compile shares the sandbox with the run: set it in spec.limits",
+            )
+    policy = rules.compile_policy or rules.policy
+    resolved = policy.resolve(requested, prefix="spec.compile_limits")
+    return replace(resolved, memory_bytes=limits.memory_bytes, max_processes=limits.max_processes)
+
+
+def _output_files(patterns: Sequence[str], rules: RequestRules) -> OutputFiles:
+    if len(patterns) > MAX_OUTPUT_PATTERNS:
+        raise InvalidRequest(
+            "spec.output_files", f"{len(patterns)} paths; the maximum is {MAX_OUTPUT_PATTERNS}"
+        )
+    checked = tuple(
+        _path(f"spec.output_files[{index}]", pattern) for index, pattern in enumerate(patterns)
+    )
+    if len(set(checked)) != len(checked):
+        raise InvalidRequest("spec.output_files", "the same path is named twice")
+    file_cap, total_cap = rules.output_file_caps
+    return OutputFiles(checked, file_cap, total_cap)
+
+
+def _test_cases(spec: pb.ExecutionSpec, rules: RequestRules) -> tuple[TestCase, ...]:
+    cases = spec.test_cases
+    if not cases:
+        return ()
+    if spec.stdin:
+        raise InvalidRequest("spec.stdin", "must be empty with test_cases: each case has its own")
+    if len(cases) > rules.max_test_cases:
+        raise InvalidRequest(
+            "spec.test_cases", f"{len(cases)} cases; the maximum is {rules.max_test_cases}"
+        )
+    total = 0
+    checked: list[TestCase] = []
+    for index, case in enumerate(cases):
+        if case.comparison not in _COMPARISONS:
+            raise InvalidRequest(
+                f"spec.test_cases[{index}].comparison", f"unknown comparison {case.comparison}"
+            )
+        expected = case.expected_stdout if case.HasField("expected_stdout") else None
+        total += len(case.stdin) + len(expected or b"")
+        checked.append(TestCase(case.stdin, expected, _COMPARISONS[case.comparison]))
+    if total > rules.max_stdin:
+        raise InvalidRequest(
+            "spec.test_cases",
+            f"{total} bytes of stdin and expected output; the maximum is {rules.max_stdin}",
+        )
+    return tuple(checked)
 
 
 def _language(name: str) -> str:
@@ -95,6 +167,9 @@ def _program(
         path = _path(field, item.path)
         if path in seen:
             raise InvalidRequest(field, f"duplicate path {path!r}")
+        clash = _directory_clash(path, seen)
+        if clash:
+            raise InvalidRequest(field, f"{path!r} and {clash!r}: one would be the other's folder")
         seen.add(path)
         total += len(item.content)
         files.append(SourceFile(path, item.content))
@@ -106,6 +181,14 @@ def _program(
     if entrypoint not in seen:
         raise InvalidRequest("spec.entrypoint", f"{entrypoint!r} is not one of the files")
     return tuple(files), entrypoint
+
+
+def _directory_clash(path: str, others: set[str]) -> str | None:
+    """Another path that `path` would have to be a folder of, or the other way round."""
+    for other in others:
+        if other.startswith(path + "/") or path.startswith(other + "/"):
+            return other
+    return None
 
 
 def _path(field: str, raw: str) -> str:
@@ -166,13 +249,13 @@ def _seconds(field: str, duration: Duration) -> float | None:
     return value or None
 
 
-def _limits(limits: pb.ResourceLimits) -> RequestedLimits:
+def _limits(prefix: str, limits: pb.ResourceLimits) -> RequestedLimits:
     for name in ("memory_bytes", "max_processes", "max_output_bytes"):
         if getattr(limits, name) < 0:
-            raise InvalidRequest(f"spec.limits.{name}", "must not be negative")
+            raise InvalidRequest(f"{prefix}.{name}", "must not be negative")
     return RequestedLimits(
-        wall_time=_seconds("spec.limits.wall_time", limits.wall_time),
-        cpu_time=_seconds("spec.limits.cpu_time", limits.cpu_time),
+        wall_time=_seconds(f"{prefix}.wall_time", limits.wall_time),
+        cpu_time=_seconds(f"{prefix}.cpu_time", limits.cpu_time),
         memory_bytes=limits.memory_bytes or None,
         max_processes=limits.max_processes or None,
         max_output_bytes=limits.max_output_bytes or None,

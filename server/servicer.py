@@ -10,10 +10,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.model import Finished, Output, Started
+from codebeaker.runtimes.model import Finished, Output, StageFinished, Started
 from codebeaker.server.executions import Executions
 from codebeaker.server.requests import RequestRules, build_job
-from codebeaker.server.responses import output_chunks, result_message
+from codebeaker.server.responses import output_chunks, result_message, stage_message
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 
@@ -29,7 +29,7 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         collected = await self._executions.collect(job)
         return pb.ExecuteResponse(
             result=result_message(
-                collected.outcome, job.execution_id, collected.stdout, collected.stderr
+                collected.finished, job.execution_id, collected.outputs, collected.cut
             )
         )
 
@@ -55,10 +55,12 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                         )
                     )
                 elif isinstance(event, Output):
-                    for chunk in output_chunks(event.stream, event.data):
+                    for chunk in output_chunks(event.stream, event.data, event.stage):
                         yield message(output=chunk)
+                elif isinstance(event, StageFinished):
+                    yield message(stage_result=stage_message(event.result))
                 elif isinstance(event, Finished):
-                    yield message(result=result_message(event.outcome, job.execution_id))
+                    yield message(result=result_message(event, job.execution_id))
 
     async def ListRuntimes(
         self, request: pb.ListRuntimesRequest, context: object
@@ -73,7 +75,7 @@ def runtime_messages(catalog: Catalog) -> list[pb.Runtime]:
             version=spec.version,
             aliases=list(spec.aliases),
             file_name=spec.file_name,
-            compiled=False,
+            compiled=spec.compiled,
         )
         for spec in catalog.specs()
     ]

@@ -29,23 +29,15 @@ from codebeaker.runtimes.docker.pool import PoolStats, WarmPool
 from codebeaker.runtimes.docker.settings import OWNER_LABEL, DockerSettings
 from codebeaker.runtimes.errors import CodeBeakerError, SandboxFailure
 from codebeaker.runtimes.images import VERSION_LABEL
-from codebeaker.runtimes.model import (
-    Event,
-    Finished,
-    Job,
-    LimitKind,
-    Limits,
-    Outcome,
-    Output,
-    Started,
-    Stream,
-)
+from codebeaker.runtimes.model import Event, Finished, Job, LimitKind, Limits, Outcome
 from codebeaker.runtimes.protocol import (
     FrameDecoder,
     FrameType,
+    StagePlan,
     encode_request,
-    parse_exit_report,
+    plan_stages,
 )
+from codebeaker.runtimes.relay import StageTracker
 from codebeaker.runtimes.telemetry import (
     background_phase,
     job_attributes,
@@ -53,7 +45,7 @@ from codebeaker.runtimes.telemetry import (
     outcome_attributes,
     phase,
 )
-from codebeaker.runtimes.verdict import killed_outcome, outcome_from_report
+from codebeaker.runtimes.verdict import killed_outcome
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
@@ -61,7 +53,6 @@ CLOSE_WAIT = 5.0
 OOM_RECORD_POLLS = 10
 OOM_RECORD_INTERVAL = 0.05
 POOLED = "pooled"  # execution label of a container launched before its program is known
-_STREAMS = {FrameType.STDOUT: Stream.STDOUT, FrameType.STDERR: Stream.STDERR}
 
 
 @dataclass(frozen=True)
@@ -171,13 +162,18 @@ class DockerSandbox:
     async def _execute(self, job: Job) -> AsyncGenerator[Event, None]:
         launched = await self._acquire(job)
         try:
-            request = _request_bytes(job)
+            plans = plan_stages(job, program_env(job.language, job.env))
+            request = encode_request(job.files, plans)
+            # Buffered whole: the transport sends it as the supervisor reads,
+            # which it does stage by stage (each test case's stdin as it runs).
             with phase("deliver", **job_attributes(job), request_bytes=len(request)):
                 launched.attach.writer.write(request)
-                await launched.attach.writer.drain()
-            async with contextlib.aclosing(self._relay(launched, job)) as relay:
-                with phase("run", **job_attributes(job), **limit_attributes(job.limits)) as run:
-                    async for event in relay:
+            relay = self._relay(launched, job, plans)
+            async with contextlib.aclosing(relay) as events:
+                with phase(
+                    "run", **job_attributes(job), **limit_attributes(job.limits), stages=len(plans)
+                ) as run:
+                    async for event in events:
                         if isinstance(event, Finished):
                             run.set(**outcome_attributes(event.outcome))
                             break
@@ -225,45 +221,51 @@ class DockerSandbox:
     def _discard(self, launched: Launched) -> None:
         self._schedule_teardown(launched.container_id, launched.attach)
 
-    async def _relay(self, launched: Launched, job: Job) -> AsyncGenerator[Event, None]:
-        """Supervisor frames -> events, under the server's own wall clock."""
+    async def _relay(
+        self, launched: Launched, job: Job, plans: tuple[StagePlan, ...]
+    ) -> AsyncGenerator[Event, None]:
+        """Supervisor frames -> events, each stage under the server's own wall clock."""
         attach = launched.attach
         demux = AttachDemuxer()
         frames = FrameDecoder()
-        started_at = time.monotonic()
-        deadline = started_at + job.limits.wall_time + self._settings.wall_grace
+        stages = StageTracker(job, plans)
+        grace = self._settings.wall_grace
+        stage_began = time.monotonic()
+        deadline = stage_began + stages.plan.limits.wall_time + grace
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                async with asyncio.timeout(max(remaining, 0)):
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
                     data = await attach.reader.read(READ_SIZE)
             except TimeoutError:
                 log.warning("execution %s: supervisor missed the wall limit", job.execution_id)
-                elapsed = time.monotonic() - started_at
-                yield Finished(killed_outcome(LimitKind.WALL_TIME, job.limits, elapsed))
+                elapsed = time.monotonic() - stage_began
+                limits = stages.plan.limits
+                for event in stages.cut_short(killed_outcome(LimitKind.WALL_TIME, limits, elapsed)):
+                    yield event
                 return
             if not data:
-                elapsed = time.monotonic() - started_at
-                yield Finished(await self._unreported_end(launched, job, elapsed))
+                elapsed = time.monotonic() - stage_began
+                outcome = await self._unreported_end(launched, stages.plan.limits, elapsed)
+                for event in stages.cut_short(outcome):
+                    yield event
                 return
             for stream, piece in demux.feed(data):
                 if stream != STDOUT:
                     log.debug("supervisor: %s", piece.decode(errors="replace").rstrip())
                     continue
                 for frame in frames.feed(piece):
-                    if frame.type is FrameType.STARTED:
-                        yield Started()
-                    elif frame.type in _STREAMS:
-                        yield Output(_STREAMS[frame.type], frame.payload)
-                    elif frame.type is FrameType.EXIT:
-                        report = parse_exit_report(frame.payload)
-                        yield Finished(outcome_from_report(report, job.limits))
-                        return
-                    else:
+                    if frame.type is FrameType.FATAL:
                         reason = frame.payload.decode(errors="replace")
                         raise SandboxFailure(f"supervisor refused the program: {reason}")
+                    if frame.type in (FrameType.STARTED, FrameType.EXIT):
+                        stage_began = time.monotonic()
+                        deadline = stage_began + stages.next_wall_time(frame.type) + grace
+                    for event in stages.feed(frame):
+                        yield event
+                    if stages.done:
+                        return
 
-    async def _unreported_end(self, launched: Launched, job: Job, elapsed: float) -> Outcome:
+    async def _unreported_end(self, launched: Launched, limits: Limits, elapsed: float) -> Outcome:
         """The sandbox died before its supervisor reported: only an OOM kill of
         the whole sandbox (as gVisor's is, by the host cgroup) explains that."""
         state = await self._engine.wait_exit(launched.container_id, self._settings.wall_grace)
@@ -274,7 +276,7 @@ class DockerSandbox:
             await asyncio.sleep(OOM_RECORD_INTERVAL)
             state = await self._engine.state(launched.container_id)
         if state.oom_killed:
-            return killed_outcome(LimitKind.MEMORY, job.limits, elapsed)
+            return killed_outcome(LimitKind.MEMORY, limits, elapsed)
         raise SandboxFailure(
             f"the sandbox ended without reporting an exit (container exit code {state.exit_code})"
         )
@@ -309,15 +311,3 @@ async def _drain(attach: AttachStream | None) -> None:
     with contextlib.suppress(OSError):
         while await attach.reader.read(READ_SIZE):
             pass
-
-
-def _request_bytes(job: Job) -> bytes:
-    return encode_request(
-        files=job.files,
-        argv=job.argv(),
-        env=program_env(job.language, job.env),
-        wall_time=job.limits.wall_time,
-        cpu_time=job.limits.cpu_time,
-        output_cap=job.limits.max_output_bytes,
-        stdin=job.stdin,
-    )

@@ -2,13 +2,15 @@
  * cb-supervisor: the PID 1 of a CodeBeaker sandbox container.
  *
  * Reads one request from fd 0, writes the program's files into the working
- * directory, runs the program as its only child, pumps its stdin, forwards
- * its stdout/stderr as frames on fd 1, enforces the wall, CPU and output
- * limits, kills every process in the sandbox, reports and exits. The wire
- * format is specified in PROTOCOL.md next to this file. Nothing but frames
- * ever goes to fd 1; diagnostics go to fd 2.
+ * directory and runs its stages one after another: an optional compile, then
+ * the program once or once per test case. Each stage's command runs as our
+ * only child; we pump its stdin, forward its stdout/stderr as frames on fd 1,
+ * enforce the stage's wall, CPU and output limits, kill every process in the
+ * sandbox when it ends, return the output files it asks for and report. The
+ * wire format is specified in PROTOCOL.md next to this file. Nothing but
+ * frames ever goes to fd 1; diagnostics go to fd 2.
  *
- * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor supervisor.c
+ * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor supervisor.c workspace.c
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -29,24 +31,39 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workspace.h"
+
 #define MAX_PATH 4096              /* bytes per file path */
 #define MAX_FILES 1024
+#define MAX_STAGES 1025            /* a compile and up to 1024 runs */
 #define MAX_ARGS 4096
 #define MAX_ENVS 4096
-#define MAX_STR (1u << 20)         /* bytes per argv/env string */
-#define MAX_STRS (4u << 20)        /* bytes of all argv/env strings together */
+#define MAX_PATTERNS 256
+#define MAX_STR (1u << 20)         /* bytes per argv/env/pattern string */
+#define MAX_STRS (16u << 20)       /* bytes of all strings of the request together */
 #define MAX_LIMIT_MS 1000000000000ull /* wall_ms/cpu_ms are clamped to this */
 #define CHUNK 65536                /* frame payload limit and read size */
 #define CPU_POLL_MS 10             /* cgroup CPU sampling period */
 #define DRAIN_MS 500               /* longest wait for pipe EOF after the child exits */
 #define CG "/sys/fs/cgroup/"
 
+enum { STAGE_GATE = 1, STAGE_FRESH = 2 }; /* stage flags, see PROTOCOL.md */
+
+struct stage {
+    uint32_t flags;
+    char **argv, **envp, **patterns;
+    uint32_t n_patterns;
+    uint64_t wall_ms, cpu_ms, cap, file_cap, files_cap, stdin_len;
+};
+
 static unsigned char frame[5 + CHUNK]; /* header + payload: one write per frame */
 static unsigned char ibuf[CHUNK];      /* stdin pump buffer, file copy buffer */
 static int is_init;                    /* getpid() == 1, so kill(-1) is safe */
 static pid_t child = -1;
 static int child_alive, child_status, killed;
+static struct rusage child_usage;
 static int sig_pipe[2] = {-1, -1};     /* SIGCHLD self-pipe */
+static size_t strings_total;           /* bytes of all request strings so far */
 
 static uint64_t now_us(void)
 {
@@ -85,9 +102,9 @@ static void kill_all(void)
 }
 
 /* Send one frame. If the server is gone nobody can hear us: give up. */
-static void send_frame(int type, const void *payload, size_t n)
+void send_frame(int type, const void *payload, size_t n)
 {
-    if (n > 0 && payload != frame + 5) memcpy(frame + 5, payload, n);
+    if (n > 0 && payload != frame + 5) memmove(frame + 5, payload, n);
     frame[0] = (unsigned char)type;
     for (int i = 0; i < 4; i++) frame[1 + i] = (unsigned char)(n >> (24 - 8 * i));
     if (write_all(1, frame, n + 5) < 0) {
@@ -97,7 +114,7 @@ static void send_frame(int type, const void *payload, size_t n)
 }
 
 /* A fatal setup error: an F frame with an ASCII message, then exit 2. */
-__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
+void fail(const char *fmt, ...)
 {
     char msg[8192];
     va_list ap;
@@ -136,17 +153,27 @@ static uint64_t get_be(size_t bytes)
 #define get_u32() ((uint32_t)get_be(4))
 #define get_u64() get_be(8)
 
-/* One argv/env string; *total bounds the sum of all of them. */
-static char *get_string(size_t *total, const char *what)
+/* One string of the request; all of them together are bounded. */
+static char *get_string(const char *what)
 {
     uint32_t len = get_u32();
-    if (len > MAX_STR || (*total += len) > MAX_STRS) fail("malformed request: %s too long", what);
+    if (len > MAX_STR || (strings_total += len) > MAX_STRS) fail("malformed request: %s too long", what);
     char *s = malloc((size_t)len + 1);
     if (!s) fail("out of memory");
     get_bytes(s, len);
     s[len] = '\0';
     if (memchr(s, '\0', len)) fail("malformed request: %s contains NUL", what);
     return s;
+}
+
+/* A counted list of strings, NULL-terminated. */
+static char **get_strings(uint32_t count, uint32_t max, const char *what)
+{
+    if (count > max) fail("malformed request: too many %ss (%" PRIu32 ")", what, count);
+    char **list = calloc((size_t)count + 1, sizeof *list);
+    if (!list) fail("out of memory");
+    for (uint32_t i = 0; i < count; i++) list[i] = get_string(what);
+    return list;
 }
 
 /* Why a file path is unacceptable, or NULL if it is fine. */
@@ -204,7 +231,37 @@ static void write_file(void)
     if (close(fd) < 0) fail("cannot write %s: %s", path, strerror(errno));
 }
 
-/* ---------- cgroup readings: v2, then v1, then getrusage ---------- */
+static void get_stage(struct stage *st)
+{
+    st->flags = get_u32();
+    uint32_t argc = get_u32();
+    if (argc < 1) fail("malformed request: a stage without a command");
+    st->argv = get_strings(argc, MAX_ARGS, "argument");
+    st->envp = get_strings(get_u32(), MAX_ENVS, "environment entry");
+    for (char **e = st->envp; *e; e++)
+        if ((*e)[0] == '=' || !strchr(*e, '='))
+            fail("malformed request: environment entry is not KEY=VALUE");
+    st->wall_ms = get_u64(), st->cpu_ms = get_u64(), st->cap = get_u64();
+    st->wall_ms = st->wall_ms > MAX_LIMIT_MS ? MAX_LIMIT_MS : st->wall_ms;
+    st->cpu_ms = st->cpu_ms > MAX_LIMIT_MS ? MAX_LIMIT_MS : st->cpu_ms;
+    st->n_patterns = get_u32();
+    st->patterns = get_strings(st->n_patterns, MAX_PATTERNS, "output pattern");
+    st->file_cap = get_u64(), st->files_cap = get_u64();
+    st->stdin_len = get_u64();
+}
+
+/* Read and drop the rest of a stage's stdin, so the next stage's starts in place. */
+static void skip_input(uint64_t left)
+{
+    while (left > 0) {
+        ssize_t r = read(0, ibuf, left < sizeof ibuf ? (size_t)left : sizeof ibuf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) fail("malformed request: truncated stdin");
+        left -= (uint64_t)r;
+    }
+}
+
+/* ---------- cgroup readings: v2, then v1, then /proc and getrusage ---------- */
 
 static int slurp(const char *path, char *buf, size_t cap)
 {
@@ -262,15 +319,14 @@ static uint64_t cpu_usage_us(void)
     return proc_cpu_us(); /* no cgroup files (e.g. gVisor): ask /proc */
 }
 
-static uint64_t peak_memory(void)
+/* The cgroup's peak memory so far (it only grows), or 0 if unknown. */
+static uint64_t cgroup_peak(void)
 {
     char b[64];
-    struct rusage ru;
     if (slurp(CG "memory.peak", b, sizeof b) == 0 ||
         slurp(CG "memory/memory.max_usage_in_bytes", b, sizeof b) == 0)
         return strtoull(b, NULL, 10);
-    getrusage(RUSAGE_CHILDREN, &ru); /* the largest single process, KiB */
-    return (uint64_t)ru.ru_maxrss * 1024u;
+    return 0;
 }
 
 static uint64_t oom_kills(void)
@@ -310,7 +366,7 @@ static uint64_t reap(void)
         if (si.si_pid == child && child_alive) {
             t_exit = now_us();
             kill_all(); /* daemons must not outlive the program */
-            while (waitpid(child, &child_status, 0) < 0 && errno == EINTR) {}
+            while (wait4(child, &child_status, 0, &child_usage) < 0 && errno == EINTR) {}
             child_alive = 0;
         } else {
             waitpid(si.si_pid, NULL, 0);
@@ -318,9 +374,9 @@ static uint64_t reap(void)
     }
 }
 
-/* In the forked child: become the program, or say why not and exit 127. */
+/* In the forked child: become the stage's command, or say why not and exit 127. */
 __attribute__((noreturn)) static void run_child(const int *in, const int *out, const int *err,
-                                                char **argv, char **envp, uint64_t cpu_ms)
+                                                const struct stage *st)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -338,16 +394,16 @@ __attribute__((noreturn)) static void run_child(const int *in, const int *out, c
     if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
     if (close_range(3, ~0u, 0) < 0) /* everything is O_CLOEXEC anyway */
         for (int i = 3; i < 4096; i++) close(i);
-    if (cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
+    if (st->cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
         struct rlimit rl;
-        rl.rlim_cur = rl.rlim_max = (rlim_t)((cpu_ms + 999) / 1000 + 1);
+        rl.rlim_cur = rl.rlim_max = (rlim_t)((st->cpu_ms + 999) / 1000 + 1);
         setrlimit(RLIMIT_CPU, &rl);
     }
     /* execvpe searches our own PATH: use the request's if it sets one. */
-    for (char **e = envp; *e; e++)
+    for (char **e = st->envp; *e; e++)
         if (strncmp(*e, "PATH=", 5) == 0) setenv("PATH", *e + 5, 1);
-    execvpe(argv[0], argv, envp);
-    dprintf(2, "cb-supervisor: cannot run %s: %s\n", argv[0], strerror(errno));
+    execvpe(st->argv[0], st->argv, st->envp);
+    dprintf(2, "cb-supervisor: cannot run %s: %s\n", st->argv[0], strerror(errno));
     _exit(127);
 }
 
@@ -378,53 +434,32 @@ static void pump_output(struct stream *s, uint64_t cap)
     s->sent += fwd;
 }
 
-int main(void)
+/* ---------- one stage ---------- */
+
+struct report {
+    uint64_t wall_us, cpu_us, peak, ooms;
+    int wall_hit, cpu_hit, out_cut, err_cut;
+};
+
+/*
+ * Run one stage to its end. Stdin: exactly stdin_len bytes are read from fd 0
+ * and written to the program, then its stdin is closed; if the program closes
+ * it first, the rest is read and dropped (so the sender never blocks on us).
+ * Output is forwarded as it comes. Ends when the child has exited and both
+ * pipes reached EOF, or DRAIN_MS after the child's exit (a process that we
+ * may not kill as non-init can hold a pipe open).
+ */
+static void run_stage(const struct stage *st, struct report *rep)
 {
-    umask(022);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the program may not read /proc/1/fd or ptrace us */
-    is_init = getpid() == 1;
-    for (int fd = 0; fd < 3; fd++) /* so that no pipe can land on 0..2 */
-        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
-    signal(SIGPIPE, SIG_IGN);
-    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fail("pipe: %s", strerror(errno));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigchld;
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGCHLD, &sa, NULL);
-
-    /* The request: magic, files, argv, env, limits, stdin length. */
-    char magic[4];
-    get_bytes(magic, 4);
-    if (memcmp(magic, "CBX1", 4) != 0) fail("malformed request: bad magic");
-    uint32_t n_files = get_u32(), argc, envc;
-    if (n_files > MAX_FILES) fail("malformed request: too many files (%" PRIu32 ")", n_files);
-    for (uint32_t i = 0; i < n_files; i++) write_file();
-    size_t total = 0;
-    if ((argc = get_u32()) < 1 || argc > MAX_ARGS) fail("malformed request: bad argc %" PRIu32, argc);
-    char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    if (!argv) fail("out of memory");
-    for (uint32_t i = 0; i < argc; i++) argv[i] = get_string(&total, "argument");
-    if ((envc = get_u32()) > MAX_ENVS) fail("malformed request: bad envc %" PRIu32, envc);
-    char **envp = calloc((size_t)envc + 1, sizeof *envp);
-    if (!envp) fail("out of memory");
-    for (uint32_t i = 0; i < envc; i++) {
-        envp[i] = get_string(&total, "environment entry");
-        if (envp[i][0] == '=' || !strchr(envp[i], '='))
-            fail("malformed request: environment entry is not KEY=VALUE");
-    }
-    uint64_t wall_ms = get_u64(), cpu_ms = get_u64(), cap = get_u64(), left = get_u64();
-    wall_ms = wall_ms > MAX_LIMIT_MS ? MAX_LIMIT_MS : wall_ms;
-    cpu_ms = cpu_ms > MAX_LIMIT_MS ? MAX_LIMIT_MS : cpu_ms;
-
-    /* Start the program. */
     int in[2], out[2], err[2];
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
         fail("pipe: %s", strerror(errno));
-    uint64_t cpu0 = cpu_usage_us(), oom0 = oom_kills(), t0 = now_us(), t_exit = 0;
+    uint64_t cpu0 = cpu_usage_us(), oom0 = oom_kills(), peak0 = cgroup_peak();
+    uint64_t t0 = now_us(), t_exit = 0, left = st->stdin_len;
+    killed = 0;
+    memset(&child_usage, 0, sizeof child_usage);
     if ((child = fork()) < 0) fail("fork: %s", strerror(errno));
-    if (child == 0) run_child(in, out, err, argv, envp, cpu_ms);
+    if (child == 0) run_child(in, out, err, st);
     child_alive = 1;
     setpgid(child, child); /* the child does it too: no race either way */
     close(in[0]), close(out[1]), close(err[1]);
@@ -434,18 +469,9 @@ int main(void)
     fcntl(err[0], F_SETFL, O_NONBLOCK);
     send_frame('S', NULL, 0);
 
-    /*
-     * The event loop. Stdin: exactly `left` bytes are read from fd 0 and
-     * written to the program, then its stdin is closed. If the program closes
-     * its stdin first, the rest is still read from fd 0 and discarded (so the
-     * sender never blocks on us) until the program exits. Output is forwarded
-     * as it comes. Ends when the child has exited and both pipes reached EOF,
-     * or DRAIN_MS after the child's exit (a process that we may not kill as
-     * non-init can hold a pipe open).
-     */
     struct stream so = {out[0], '1', 0, 0}, se = {err[0], '2', 0, 0};
     size_t ilen = 0, ioff = 0;
-    uint64_t deadline = wall_ms ? t0 + wall_ms * 1000 : 0, next_cpu = t0, drain_end = 0;
+    uint64_t deadline = st->wall_ms ? t0 + st->wall_ms * 1000 : 0, next_cpu = t0, drain_end = 0;
     int wall_hit = 0, cpu_hit = 0;
     for (;;) {
         uint64_t now = now_us();
@@ -469,7 +495,7 @@ int main(void)
             timeout = (int64_t)(drain_end - now + 999) / 1000;
         } else if (!killed) {
             if (deadline) timeout = deadline > now ? (int64_t)(deadline - now + 999) / 1000 : 0;
-            if (cpu_ms && (timeout < 0 || timeout > CPU_POLL_MS)) timeout = CPU_POLL_MS;
+            if (st->cpu_ms && (timeout < 0 || timeout > CPU_POLL_MS)) timeout = CPU_POLL_MS;
         }
         if (timeout > 3600000) timeout = 3600000; /* fits an int; we just loop again */
         if (poll(pf, (nfds_t)n, (int)timeout) < 0) {
@@ -489,8 +515,7 @@ int main(void)
                 left -= (uint64_t)r;
                 if (in_fd >= 0) ilen = (size_t)r, ioff = 0;
             } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-                dprintf(2, "cb-supervisor: the request's stdin ended early\n");
-                left = 0;
+                fail("malformed request: truncated stdin");
             }
         }
         if (i_pipe >= 0 && pf[i_pipe].revents) {
@@ -498,13 +523,13 @@ int main(void)
             if (w > 0) {
                 ioff += (size_t)w;
             } else if (w < 0 && errno != EINTR && errno != EAGAIN) {
-                close(in_fd); /* EPIPE: the program closed its stdin; discard the rest */
+                close(in_fd); /* EPIPE: the program closed its stdin; drop the rest */
                 in_fd = -1;
                 ilen = ioff = 0;
             }
         }
-        if (i_so >= 0 && pf[i_so].revents) pump_output(&so, cap);
-        if (i_se >= 0 && pf[i_se].revents) pump_output(&se, cap);
+        if (i_so >= 0 && pf[i_so].revents) pump_output(&so, st->cap);
+        if (i_se >= 0 && pf[i_se].revents) pump_output(&se, st->cap);
 
         /* Limits, checked while the program runs and nothing has killed it yet. */
         now = now_us();
@@ -512,25 +537,96 @@ int main(void)
             if (deadline && now >= deadline) {
                 wall_hit = 1;
                 kill_all();
-            } else if (cpu_ms && now >= next_cpu) {
+            } else if (st->cpu_ms && now >= next_cpu) {
                 uint64_t used = cpu_usage_us();
                 next_cpu = now + CPU_POLL_MS * 1000;
-                if (used > cpu0 && used - cpu0 >= cpu_ms * 1000) cpu_hit = 1, kill_all();
+                if (used > cpu0 && used - cpu0 >= st->cpu_ms * 1000) cpu_hit = 1, kill_all();
             }
         }
     }
+    if (in_fd >= 0) close(in_fd);
+    if (so.fd >= 0) close(so.fd);
+    if (se.fd >= 0) close(se.fd);
+    skip_input(left);
 
-    /* The exit report. */
-    uint64_t cpu1 = cpu_usage_us(), oom1 = oom_kills();
+    /* Peak memory of this stage: the cgroup's peak if it was reached now,
+     * else (or without cgroup files) the largest process of the stage. */
+    uint64_t cpu1 = cpu_usage_us(), oom1 = oom_kills(), peak1 = cgroup_peak();
+    uint64_t rss = (uint64_t)child_usage.ru_maxrss * 1024u;
+    rep->wall_us = t_exit - t0;
+    rep->cpu_us = cpu1 > cpu0 ? cpu1 - cpu0 : 0;
+    rep->peak = peak1 > peak0 ? peak1 : rss;
+    rep->ooms = oom1 > oom0 ? oom1 - oom0 : 0;
+    rep->wall_hit = wall_hit, rep->cpu_hit = cpu_hit, rep->out_cut = so.cut, rep->err_cut = se.cut;
+}
+
+/* Whether a gating stage (the compile) lets the next stages run. */
+static int succeeded(const struct report *rep)
+{
+    return WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0 && !rep->wall_hit &&
+           !rep->cpu_hit && !rep->out_cut && !rep->err_cut && !rep->ooms;
+}
+
+static void send_report(const struct report *rep)
+{
     int sig = WIFSIGNALED(child_status) ? WTERMSIG(child_status) : 0;
     int code = sig ? 128 + sig : WEXITSTATUS(child_status);
-    char rep[512];
-    int len = snprintf(rep, sizeof rep,
+    char text[512];
+    int len = snprintf(text, sizeof text,
                        "exit_code=%d\nsignal=%d\nwall_us=%" PRIu64 "\ncpu_us=%" PRIu64
                        "\npeak_memory=%" PRIu64 "\noom_kills=%" PRIu64
                        "\nwall_limit=%d\ncpu_limit=%d\nstdout_truncated=%d\nstderr_truncated=%d\n",
-                       code, sig, t_exit - t0, cpu1 > cpu0 ? cpu1 - cpu0 : 0, peak_memory(),
-                       oom1 > oom0 ? oom1 - oom0 : 0, wall_hit, cpu_hit, so.cut, se.cut);
-    send_frame('X', rep, (size_t)len);
+                       code, sig, rep->wall_us, rep->cpu_us, rep->peak, rep->ooms, rep->wall_hit,
+                       rep->cpu_hit, rep->out_cut, rep->err_cut);
+    send_frame('X', text, (size_t)len);
+}
+
+int main(void)
+{
+    umask(022);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the program may not read /proc/1/fd or ptrace us */
+    is_init = getpid() == 1;
+    for (int fd = 0; fd < 3; fd++) /* so that no pipe can land on 0..2 */
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
+    signal(SIGPIPE, SIG_IGN);
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fail("pipe: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+
+    /* The request: magic, files, stages; the stages' stdin follows, read as they run. */
+    char magic[4];
+    get_bytes(magic, 4);
+    if (memcmp(magic, "CBX2", 4) != 0) fail("malformed request: bad magic");
+    uint32_t n_files = get_u32(), n_stages;
+    if (n_files > MAX_FILES) fail("malformed request: too many files (%" PRIu32 ")", n_files);
+    for (uint32_t i = 0; i < n_files; i++) write_file();
+    if ((n_stages = get_u32()) < 1 || n_stages > MAX_STAGES)
+        fail("malformed request: bad stage count %" PRIu32, n_stages);
+    struct stage *stages = calloc(n_stages, sizeof *stages);
+    if (!stages) fail("out of memory");
+    for (uint32_t i = 0; i < n_stages; i++) get_stage(&stages[i]);
+
+    int fresh_taken = 0;
+    for (uint32_t i = 0; i < n_stages; i++) {
+        const struct stage *st = &stages[i];
+        if (st->flags & STAGE_FRESH) {
+            if (fresh_taken) {
+                snapshot_restore();
+            } else {
+                snapshot_take();
+                fresh_taken = 1;
+            }
+        }
+        struct report rep;
+        run_stage(st, &rep);
+        collect_outputs(st->patterns, st->n_patterns, st->file_cap, st->files_cap);
+        send_report(&rep);
+        if ((st->flags & STAGE_GATE) && !succeeded(&rep)) break;
+    }
+    send_frame('E', NULL, 0);
     return 0;
 }

@@ -201,7 +201,7 @@ def test_unknown_language_is_invalid_argument(stub: pb_grpc.ExecutionServiceStub
         run(stub, "brainfudge", "+")
     error: grpc.Call = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "javascript, python" in error.details()
+    assert "javascript, php, python" in error.details()
 
 
 def test_list_runtimes_reports_real_versions(stub: pb_grpc.ExecutionServiceStub) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from codebeaker.runtimes.catalog import Catalog
 from tests.integration.conftest import Server
 
 pytestmark = pytest.mark.docker
@@ -42,7 +43,7 @@ def test_node_client_lists_executes_and_streams(server: Server) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
-    assert report["languages"] == ["javascript", "python"]
+    assert report["languages"] == sorted(spec.id for spec in Catalog.load().specs())
     assert report["execute"] == {"status": "EXECUTION_STATUS_OK", "stdout": "abab\n"}
     stream = report["stream"]
     assert stream["kinds"][0] == "started" and stream["kinds"][-1] == "result"

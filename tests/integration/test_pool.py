@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.v1 import execution_pb2 as pb
 from tests.integration.conftest import (
     Server,
@@ -22,7 +23,7 @@ from tests.integration.programs import PROGRAMS
 
 pytestmark = pytest.mark.docker
 POOL = 3
-LANGUAGES = 2
+LANGUAGES = len(Catalog.load().specs())
 
 
 def container_created(container_id: str) -> str:
@@ -34,7 +35,7 @@ def container_created(container_id: str) -> str:
     return done.stdout.decode().strip()
 
 
-def wait_for_pooled(server: Server, count: int, within: float = 20.0) -> list[str]:
+def wait_for_pooled(server: Server, count: int, within: float = 60.0) -> list[str]:
     deadline = time.monotonic() + within
     pooled = pooled_containers(server.instance)
     while len(pooled) != count and time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from codebeaker.client import Client, ExecutionStatus, InvalidArgumentError, Limits
+from codebeaker.runtimes.catalog import Catalog
 from tests.integration.inprocess import InProcessServer, in_process_server
 from tests.integration.prometheus import Prometheus, prometheus
 
@@ -101,7 +102,7 @@ def test_promql_sees_the_grpc_families_and_the_limits_hit(
         (item,) = server.wait_for(query, lambda found: bool(found))
         assert int(float(item["value"][1])) == wanted, query
     pools = server.query("codebeaker_pool_size")
-    assert {item["metric"]["language"] for item in pools} == {"python", "javascript"}
+    assert {item["metric"]["language"] for item in pools} == {s.id for s in Catalog.load().specs()}
 
 
 def test_every_dashboard_query_is_valid_promql_with_data(

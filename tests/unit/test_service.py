@@ -11,6 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.server.config import ServerConfig
 from codebeaker.server.responses import MAX_CHUNK
 from codebeaker.v1 import execution_pb2 as pb
@@ -84,7 +85,8 @@ async def test_execute_caps_buffered_output(running: Running) -> None:
 async def test_list_runtimes_reports_languages_and_aliases(running: Running) -> None:
     response = await running.stub.ListRuntimes(pb.ListRuntimesRequest())
     by_id = {r.language: r for r in response.runtimes}
-    assert set(by_id) == {"python", "javascript"}
+    assert set(by_id) == {spec.id for spec in Catalog.load().specs()}
+    assert {"python", "javascript"} <= set(by_id)
     assert "py" in by_id["python"].aliases
     assert by_id["javascript"].file_name == "main.js"
 
@@ -143,7 +145,7 @@ async def test_bad_requests_are_invalid_argument_naming_the_field(
 async def test_unknown_language_lists_known_ones(running: Running, language: str) -> None:
     error = await expect_error(running, spec("out x", language=language))
     assert status_of(error) == grpc.StatusCode.INVALID_ARGUMENT
-    assert "javascript, python" in (error.details() or "")
+    assert "javascript, php, python" in (error.details() or "")
 
 
 async def test_engine_unavailable_is_unavailable(running: Running) -> None:
@@ -226,7 +228,8 @@ async def wait_for_health(channel: aio.Channel, wanted: int) -> None:
 async def test_health_serving_when_sandbox_ready(running: Running) -> None:
     await wait_for_health(running.channel, health_pb2.HealthCheckResponse.SERVING)
     runtimes = await running.stub.ListRuntimes(pb.ListRuntimesRequest())
-    assert {r.version for r in runtimes.runtimes} == {"3.11.2", "18.19.0"}
+    versions = {r.language: r.version for r in runtimes.runtimes}
+    assert (versions["python"], versions["javascript"]) == ("3.11.2", "18.19.0")
 
 
 async def test_health_not_serving_when_sandbox_unready(config: ServerConfig) -> None:

@@ -26,6 +26,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Comparison:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ComparisonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Comparison.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPARISON_UNSPECIFIED: _Comparison.ValueType  # 0
+    """The server's default: COMPARISON_EXACT."""
+    COMPARISON_EXACT: _Comparison.ValueType  # 1
+    """Byte for byte."""
+    COMPARISON_IGNORE_TRAILING_WHITESPACE: _Comparison.ValueType  # 2
+    """Trailing whitespace of every line and trailing empty lines are ignored."""
+
+class Comparison(_Comparison, metaclass=_ComparisonEnumTypeWrapper):
+    """Comparison says how a test case's stdout is compared with its expectation."""
+
+COMPARISON_UNSPECIFIED: Comparison.ValueType  # 0
+"""The server's default: COMPARISON_EXACT."""
+COMPARISON_EXACT: Comparison.ValueType  # 1
+"""Byte for byte."""
+COMPARISON_IGNORE_TRAILING_WHITESPACE: Comparison.ValueType  # 2
+"""Trailing whitespace of every line and trailing empty lines are ignored."""
+Global___Comparison: _TypeAlias = Comparison  # noqa: Y015
+
 class _ExecutionStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -47,6 +71,10 @@ class _ExecutionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Execu
     """stdout or stderr went past max_output_bytes."""
     EXECUTION_STATUS_COMPILE_ERROR: _ExecutionStatus.ValueType  # 7
     """The program did not compile."""
+    EXECUTION_STATUS_ACCEPTED: _ExecutionStatus.ValueType  # 8
+    """A judged test case: the program exited 0 and its stdout matched."""
+    EXECUTION_STATUS_WRONG_ANSWER: _ExecutionStatus.ValueType  # 9
+    """A judged test case: the program exited 0 but its stdout did not match."""
 
 class ExecutionStatus(_ExecutionStatus, metaclass=_ExecutionStatusEnumTypeWrapper):
     """ExecutionStatus is the verdict about what the program did."""
@@ -66,7 +94,33 @@ EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED: ExecutionStatus.ValueType  # 6
 """stdout or stderr went past max_output_bytes."""
 EXECUTION_STATUS_COMPILE_ERROR: ExecutionStatus.ValueType  # 7
 """The program did not compile."""
+EXECUTION_STATUS_ACCEPTED: ExecutionStatus.ValueType  # 8
+"""A judged test case: the program exited 0 and its stdout matched."""
+EXECUTION_STATUS_WRONG_ANSWER: ExecutionStatus.ValueType  # 9
+"""A judged test case: the program exited 0 but its stdout did not match."""
 Global___ExecutionStatus: _TypeAlias = ExecutionStatus  # noqa: Y015
+
+class _Stage:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stage.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STAGE_UNSPECIFIED: _Stage.ValueType  # 0
+    STAGE_COMPILE: _Stage.ValueType  # 1
+    """The compiler of a compiled language."""
+    STAGE_RUN: _Stage.ValueType  # 2
+    """The program itself (once, or once per test case)."""
+
+class Stage(_Stage, metaclass=_StageEnumTypeWrapper):
+    """Stage names the part of an execution an event or result belongs to."""
+
+STAGE_UNSPECIFIED: Stage.ValueType  # 0
+STAGE_COMPILE: Stage.ValueType  # 1
+"""The compiler of a compiled language."""
+STAGE_RUN: Stage.ValueType  # 2
+"""The program itself (once, or once per test case)."""
+Global___Stage: _TypeAlias = Stage  # noqa: Y015
 
 class _Limit:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -115,6 +169,40 @@ OUTPUT_STREAM_UNSPECIFIED: OutputStream.ValueType  # 0
 OUTPUT_STREAM_STDOUT: OutputStream.ValueType  # 1
 OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
+
+class _OutputFileStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutputFileStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputFileStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTPUT_FILE_STATUS_UNSPECIFIED: _OutputFileStatus.ValueType  # 0
+    OUTPUT_FILE_STATUS_OK: _OutputFileStatus.ValueType  # 1
+    """A regular file; its bytes are in content."""
+    OUTPUT_FILE_STATUS_MISSING: _OutputFileStatus.ValueType  # 2
+    """Nothing matched the requested path or pattern."""
+    OUTPUT_FILE_STATUS_NOT_REGULAR: _OutputFileStatus.ValueType  # 3
+    """Not a regular file (symlink, directory, FIFO, device, socket): never
+    followed or read; reason says which.
+    """
+    OUTPUT_FILE_STATUS_TRUNCATED: _OutputFileStatus.ValueType  # 4
+    """A regular file cut at the per-file or total cap (content holds the start)."""
+
+class OutputFileStatus(_OutputFileStatus, metaclass=_OutputFileStatusEnumTypeWrapper):
+    """OutputFileStatus says what was found at an output path."""
+
+OUTPUT_FILE_STATUS_UNSPECIFIED: OutputFileStatus.ValueType  # 0
+OUTPUT_FILE_STATUS_OK: OutputFileStatus.ValueType  # 1
+"""A regular file; its bytes are in content."""
+OUTPUT_FILE_STATUS_MISSING: OutputFileStatus.ValueType  # 2
+"""Nothing matched the requested path or pattern."""
+OUTPUT_FILE_STATUS_NOT_REGULAR: OutputFileStatus.ValueType  # 3
+"""Not a regular file (symlink, directory, FIFO, device, socket): never
+followed or read; reason says which.
+"""
+OUTPUT_FILE_STATUS_TRUNCATED: OutputFileStatus.ValueType  # 4
+"""A regular file cut at the per-file or total cap (content holds the start)."""
+Global___OutputFileStatus: _TypeAlias = OutputFileStatus  # noqa: Y015
 
 @_typing.final
 class File(_message.Message):
@@ -221,6 +309,9 @@ class ExecutionSpec(_message.Message):
     ENV_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    COMPILE_LIMITS_FIELD_NUMBER: _builtins.int
+    OUTPUT_FILES_FIELD_NUMBER: _builtins.int
+    TEST_CASES_FIELD_NUMBER: _builtins.int
     language: _builtins.str
     """Language id or alias, e.g. "python", "py", "javascript", "js"."""
     version: _builtins.str
@@ -247,6 +338,27 @@ class ExecutionSpec(_message.Message):
 
     @_builtins.property
     def limits(self) -> Global___ResourceLimits: ...
+    @_builtins.property
+    def compile_limits(self) -> Global___ResourceLimits:
+        """Limits of the compile stage of a compiled language: wall_time, cpu_time
+        and max_output_bytes (unset: the server's compile defaults). The compile
+        runs in the same sandbox as the program, so memory_bytes and
+        max_processes come from `limits` and must be left unset here.
+        """
+
+    @_builtins.property
+    def output_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Files to return after the run: paths or glob patterns relative to the
+        working directory (`*` and `?` do not cross `/`). Only regular files are
+        returned; anything else is listed with the reason.
+        """
+
+    @_builtins.property
+    def test_cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestCase]:
+        """Test cases: the program is compiled once and run once per case, each run
+        starting from the same files. With test cases, `stdin` must be empty.
+        """
+
     def __init__(
         self,
         *,
@@ -260,14 +372,48 @@ class ExecutionSpec(_message.Message):
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         limits: Global___ResourceLimits | None = ...,
         request_id: _builtins.str = ...,
+        compile_limits: Global___ResourceLimits | None = ...,
+        output_files: _abc.Iterable[_builtins.str] | None = ...,
+        test_cases: _abc.Iterable[Global___TestCase] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compile_limits", b"compile_limits", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "entrypoint", b"entrypoint", "env", b"env", "files", b"files", "language", b"language", "limits", b"limits", "request_id", b"request_id", "source", b"source", "stdin", b"stdin", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "compile_limits", b"compile_limits", "entrypoint", b"entrypoint", "env", b"env", "files", b"files", "language", b"language", "limits", b"limits", "output_files", b"output_files", "request_id", b"request_id", "source", b"source", "stdin", b"stdin", "test_cases", b"test_cases", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutionSpec: _TypeAlias = ExecutionSpec  # noqa: Y015
+
+@_typing.final
+class TestCase(_message.Message):
+    """TestCase is one run of the program in a judged execution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STDIN_FIELD_NUMBER: _builtins.int
+    EXPECTED_STDOUT_FIELD_NUMBER: _builtins.int
+    COMPARISON_FIELD_NUMBER: _builtins.int
+    stdin: _builtins.bytes
+    """Bytes fed to this run's standard input."""
+    expected_stdout: _builtins.bytes
+    """The stdout this run must produce; unset means the run is not judged."""
+    comparison: Global___Comparison.ValueType
+    def __init__(
+        self,
+        *,
+        stdin: _builtins.bytes = ...,
+        expected_stdout: _builtins.bytes | None = ...,
+        comparison: Global___Comparison.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_stdout", b"_expected_stdout", "expected_stdout", b"expected_stdout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_stdout", b"_expected_stdout", "comparison", b"comparison", "expected_stdout", b"expected_stdout", "stdin", b"stdin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_stdout: _TypeAlias = _typing.Literal["expected_stdout"]  # noqa: Y015
+    _WhichOneofArgType__expected_stdout: _TypeAlias = _typing.Literal["_expected_stdout", b"_expected_stdout"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_stdout) -> _WhichOneofReturnType__expected_stdout | None: ...
+
+Global___TestCase: _TypeAlias = TestCase  # noqa: Y015
 
 @_typing.final
 class ExecutionResult(_message.Message):
@@ -288,6 +434,10 @@ class ExecutionResult(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     LIMIT_EXCEEDED_FIELD_NUMBER: _builtins.int
+    COMPILE_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    TEST_CASES_FIELD_NUMBER: _builtins.int
+    TEST_CASES_PASSED_FIELD_NUMBER: _builtins.int
     status: Global___ExecutionStatus.ValueType
     exit_code: _builtins.int
     """The program's exit code (meaningful for OK and RUNTIME_ERROR)."""
@@ -308,10 +458,30 @@ class ExecutionResult(_message.Message):
     """Which limit ended the execution, when one did (TIME_LIMIT_EXCEEDED says
     wall or CPU here).
     """
+    test_cases_passed: _builtins.int
+    """How many test cases passed (ACCEPTED, or OK when not judged)."""
     @_builtins.property
     def wall_time(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def cpu_time(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def compile(self) -> Global___StageResult:
+        """The compile stage of a compiled language (unset for interpreted ones).
+        When it fails, status is COMPILE_ERROR and nothing runs.
+        """
+
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputFile]:
+        """The files named by spec.output_files, after the run (without test cases)."""
+
+    @_builtins.property
+    def test_cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageResult]:
+        """One result per spec.test_cases, in order. The fields above then sum up:
+        status is ACCEPTED (or OK when nothing was judged) if every case passed,
+        else the status of the first case that did not; wall and CPU time are
+        the cases' sums, peak memory their maximum.
+        """
+
     def __init__(
         self,
         *,
@@ -328,14 +498,124 @@ class ExecutionResult(_message.Message):
         execution_id: _builtins.str = ...,
         message: _builtins.str = ...,
         limit_exceeded: Global___Limit.ValueType = ...,
+        compile: Global___StageResult | None = ...,
+        files: _abc.Iterable[Global___OutputFile] | None = ...,
+        test_cases: _abc.Iterable[Global___StageResult] | None = ...,
+        test_cases_passed: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "wall_time", b"wall_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compile", b"compile", "cpu_time", b"cpu_time", "wall_time", b"wall_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "execution_id", b"execution_id", "exit_code", b"exit_code", "limit_exceeded", b"limit_exceeded", "message", b"message", "peak_memory_bytes", b"peak_memory_bytes", "signal", b"signal", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated", "wall_time", b"wall_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compile", b"compile", "cpu_time", b"cpu_time", "execution_id", b"execution_id", "exit_code", b"exit_code", "files", b"files", "limit_exceeded", b"limit_exceeded", "message", b"message", "peak_memory_bytes", b"peak_memory_bytes", "signal", b"signal", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated", "test_cases", b"test_cases", "test_cases_passed", b"test_cases_passed", "wall_time", b"wall_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutionResult: _TypeAlias = ExecutionResult  # noqa: Y015
+
+@_typing.final
+class StageResult(_message.Message):
+    """StageResult is the outcome of one stage: the compile, or one test case."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    TEST_CASE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    STDOUT_TRUNCATED_FIELD_NUMBER: _builtins.int
+    STDERR_TRUNCATED_FIELD_NUMBER: _builtins.int
+    WALL_TIME_FIELD_NUMBER: _builtins.int
+    CPU_TIME_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_EXCEEDED_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    stage: Global___Stage.ValueType
+    test_case: _builtins.int
+    """1-based index of the test case; 0 for the compile stage."""
+    status: Global___ExecutionStatus.ValueType
+    exit_code: _builtins.int
+    signal: _builtins.int
+    stdout: _builtins.bytes
+    """Output of the stage (empty in a streamed result: it was streamed)."""
+    stderr: _builtins.bytes
+    stdout_truncated: _builtins.bool
+    stderr_truncated: _builtins.bool
+    peak_memory_bytes: _builtins.int
+    message: _builtins.str
+    limit_exceeded: Global___Limit.ValueType
+    @_builtins.property
+    def wall_time(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def cpu_time(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputFile]:
+        """Files named by spec.output_files after this test case."""
+
+    def __init__(
+        self,
+        *,
+        stage: Global___Stage.ValueType = ...,
+        test_case: _builtins.int = ...,
+        status: Global___ExecutionStatus.ValueType = ...,
+        exit_code: _builtins.int = ...,
+        signal: _builtins.int = ...,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+        stdout_truncated: _builtins.bool = ...,
+        stderr_truncated: _builtins.bool = ...,
+        wall_time: _duration_pb2.Duration | None = ...,
+        cpu_time: _duration_pb2.Duration | None = ...,
+        peak_memory_bytes: _builtins.int = ...,
+        message: _builtins.str = ...,
+        limit_exceeded: Global___Limit.ValueType = ...,
+        files: _abc.Iterable[Global___OutputFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "wall_time", b"wall_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_time", b"cpu_time", "exit_code", b"exit_code", "files", b"files", "limit_exceeded", b"limit_exceeded", "message", b"message", "peak_memory_bytes", b"peak_memory_bytes", "signal", b"signal", "stage", b"stage", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated", "test_case", b"test_case", "wall_time", b"wall_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageResult: _TypeAlias = StageResult  # noqa: Y015
+
+@_typing.final
+class OutputFile(_message.Message):
+    """OutputFile is one file returned after a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Path relative to the working directory (the pattern itself when MISSING)."""
+    status: Global___OutputFileStatus.ValueType
+    content: _builtins.bytes
+    size: _builtins.int
+    """The file's size in the sandbox, bytes (regular files)."""
+    reason: _builtins.str
+    """Why the file is not returned in full, for people."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        status: Global___OutputFileStatus.ValueType = ...,
+        content: _builtins.bytes = ...,
+        size: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "path", b"path", "reason", b"reason", "size", b"size", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputFile: _TypeAlias = OutputFile  # noqa: Y015
 
 @_typing.final
 class ExecuteRequest(_message.Message):
@@ -438,17 +718,25 @@ class OutputChunk(_message.Message):
 
     STREAM_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    TEST_CASE_FIELD_NUMBER: _builtins.int
     stream: Global___OutputStream.ValueType
     data: _builtins.bytes
+    stage: Global___Stage.ValueType
+    """Compile output or the program's (unspecified in older servers: the program's)."""
+    test_case: _builtins.int
+    """1-based test case the output belongs to; 0 when not a test case."""
     def __init__(
         self,
         *,
         stream: Global___OutputStream.ValueType = ...,
         data: _builtins.bytes = ...,
+        stage: Global___Stage.ValueType = ...,
+        test_case: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stream", b"stream"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stage", b"stage", "stream", b"stream", "test_case", b"test_case"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -464,6 +752,7 @@ class ExecuteStreamResponse(_message.Message):
     STARTED_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    STAGE_RESULT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """1, 2, 3 ... within one stream."""
     @_builtins.property
@@ -474,6 +763,10 @@ class ExecuteStreamResponse(_message.Message):
     def result(self) -> Global___ExecutionResult:
         """Always the last event."""
 
+    @_builtins.property
+    def stage_result(self) -> Global___StageResult:
+        """The compile stage or one test case finished (its output was streamed)."""
+
     def __init__(
         self,
         *,
@@ -481,12 +774,13 @@ class ExecuteStreamResponse(_message.Message):
         started: Global___ExecutionStarted | None = ...,
         output: Global___OutputChunk | None = ...,
         result: Global___ExecutionResult | None = ...,
+        stage_result: Global___StageResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "output", b"output", "result", b"result", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "output", b"output", "result", b"result", "stage_result", b"stage_result", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "output", b"output", "result", b"result", "sequence", b"sequence", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "output", b"output", "result", b"result", "sequence", b"sequence", "stage_result", b"stage_result", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "output", "result"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "output", "result", "stage_result"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
