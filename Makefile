@@ -11,7 +11,7 @@ PROTO_DIR := proto
 PROTO_OUT := proto/codebeaker/v1
 PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
 
-.PHONY: venv proto proto-check images run test test-unit lint bench clean
+.PHONY: venv proto proto-check images readme run test test-unit lint bench clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ proto-check: proto
 
 images: $(STAMP)
 	$(BIN)/python -m codebeaker.runtimes.images build
+
+# Regenerate the README's language table from runtimes/languages/*/spec.toml.
+readme: $(STAMP)
+	$(BIN)/python -m codebeaker.runtimes.language_table README.md
 
 run: $(STAMP) images
 	$(BIN)/codebeaker serve --address $(ADDRESS) --metrics-address $(METRICS_ADDRESS) \

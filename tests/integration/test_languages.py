@@ -1,0 +1,87 @@
+"""Every language in runtimes/languages/ on real sandboxes, from its examples.
+
+Each language has a folder `tests/languages/<id>/` with `hello.*` (prints
+`Hello, World!`), `echo.*` (copies stdin to stdout), `exit3.*` (exits with
+code 3), `compile_error.*` for compiled languages, and `multi/`: a program of
+several files whose entrypoint is the language's default file name, using code
+from its other files, with its expected stdout in `multi.out`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codebeaker.runtimes.catalog import Catalog, LanguageSpec
+from codebeaker.v1 import execution_pb2 as pb
+from codebeaker.v1 import execution_pb2_grpc as pb_grpc
+from tests.integration.conftest import run
+
+pytestmark = pytest.mark.docker
+EXAMPLES = Path(__file__).resolve().parents[1] / "languages"
+SPECS = Catalog.load().specs()
+COMPILED = [spec for spec in SPECS if spec.compiled]
+HELLO = b"Hello, World!\n"
+
+
+def example(spec: LanguageSpec, name: str) -> bytes:
+    (path,) = (EXAMPLES / spec.id).glob(f"{name}.*")
+    return path.read_bytes()
+
+
+def ok(result: pb.ExecutionResult) -> str:
+    """A readable reason when a result is not what a test expected."""
+    compiled = result.compile
+    return f"{result.message}\n{result.stderr!r}\ncompile: {compiled.stderr!r} {compiled.stdout!r}"
+
+
+@pytest.fixture(params=SPECS, ids=[spec.id for spec in SPECS])
+def spec(request: pytest.FixtureRequest) -> LanguageSpec:
+    language: LanguageSpec = request.param
+    return language
+
+
+def test_hello_world(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> None:
+    result = run(stub, spec.id, example(spec, "hello"))
+    assert result.status == pb.EXECUTION_STATUS_OK, ok(result)
+    assert result.stdout == HELLO
+    assert result.HasField("compile") is spec.compiled
+
+
+def test_stdin_echo(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> None:
+    data = b"line one\nline two \xc3\xa9\n"
+    result = run(stub, spec.id, example(spec, "echo"), stdin=data)
+    assert result.status == pb.EXECUTION_STATUS_OK, ok(result)
+    assert result.stdout == data
+
+
+def test_runtime_error_exit_code(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> None:
+    result = run(stub, spec.id, example(spec, "exit3"))
+    assert result.status == pb.EXECUTION_STATUS_RUNTIME_ERROR, ok(result)
+    assert result.exit_code == 3
+
+
+@pytest.mark.parametrize("compiled", COMPILED, ids=[spec.id for spec in COMPILED])
+def test_compile_error(stub: pb_grpc.ExecutionServiceStub, compiled: LanguageSpec) -> None:
+    result = run(stub, compiled.id, example(compiled, "compile_error"))
+    assert result.status == pb.EXECUTION_STATUS_COMPILE_ERROR, ok(result)
+    assert result.compile.status == pb.EXECUTION_STATUS_COMPILE_ERROR
+    assert result.compile.exit_code != 0
+    assert result.compile.stdout + result.compile.stderr
+    assert result.stdout == b""
+
+
+def test_multi_file_program(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> None:
+    folder = EXAMPLES / spec.id / "multi"
+    files = [
+        pb.File(path=path.relative_to(folder).as_posix(), content=path.read_bytes())
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    ]
+    assert any(f.path == spec.file_name for f in files)
+    spec_message = pb.ExecutionSpec(language=spec.id, files=files, entrypoint=spec.file_name)
+    response = stub.Execute(pb.ExecuteRequest(spec=spec_message), timeout=120)
+    result = response.result
+    assert result.status == pb.EXECUTION_STATUS_OK, ok(result)
+    assert result.stdout == (EXAMPLES / spec.id / "multi.out").read_bytes()

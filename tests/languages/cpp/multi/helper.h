@@ -1,0 +1,2 @@
+#pragma once
+namespace helper { int add(int a, int b); int twice(int x); }

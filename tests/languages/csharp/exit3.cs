@@ -1,0 +1,2 @@
+using System;
+class Program { static void Main() { Console.Error.WriteLine("failing on purpose"); Environment.Exit(3); } }

@@ -1,0 +1,3 @@
+const { greet } = require("./greeting");
+
+console.log(greet("World"));

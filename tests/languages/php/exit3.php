@@ -1,0 +1,3 @@
+<?php
+fwrite(STDERR, "failing on purpose\n");
+exit(3);

@@ -1,0 +1,2 @@
+$stderr.puts "failing on purpose"
+exit 3

@@ -1,0 +1,1 @@
+fn main() { eprintln!("failing on purpose"); std::process::exit(3); }

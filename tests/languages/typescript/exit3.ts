@@ -1,0 +1,3 @@
+const fs = require("fs");
+console.error("failing on purpose");
+process.exit(3);

@@ -1,0 +1,85 @@
+"""Languages are data: every spec loads, the README's table matches them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codebeaker.runtimes.catalog import Catalog, glob_match, load_spec
+from codebeaker.runtimes.language_table import END, START, main, markdown_table, rewrite
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_language_table_is_generated_from_the_specs() -> None:
+    assert main([str(ROOT / "README.md"), "--check"]) == 0, "run `make readme`"
+
+
+def test_rewrite_replaces_only_between_the_markers() -> None:
+    text = f"intro\n{START}\nold\n{END}\noutro\n"
+    assert rewrite(text, "new") == f"intro\n{START}\nnew\n{END}\noutro\n"
+    with pytest.raises(ValueError):
+        rewrite("no markers", "new")
+
+
+def test_every_language_has_a_table_row_and_examples() -> None:
+    table = markdown_table(Catalog.load())
+    for spec in Catalog.load().specs():
+        assert f"| `{spec.id}` |" in table
+        assert (ROOT / "tests" / "languages" / spec.id).is_dir(), f"{spec.id} has no examples"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "hit"),
+    [
+        ("*.c", "main.c", True),
+        ("*.c", "lib/util.c", False),
+        ("lib/*.c", "lib/util.c", True),
+        ("?.go", "a.go", True),
+        ("*.go", ".hidden.go", True),
+        ("a+b.c", "a+b.c", True),
+    ],
+)
+def test_source_patterns_do_not_cross_folders(pattern: str, path: str, hit: bool) -> None:
+    assert glob_match(pattern, path) is hit
+
+
+def write_spec(tmp_path: Path, body: str) -> Path:
+    folder = tmp_path / "lang"
+    folder.mkdir()
+    (folder / "spec.toml").write_text(
+        'id = "lang"\nname = "Lang"\nfile_name = "main.x"\nversion_command = ["x"]\n' + body
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('run = ["x"]\n', "run must mention"),
+        ('compile = ["cc", "{sources}"]\nrun = ["./a"]\n', "list the patterns in sources"),
+        ('compile = ["cc", "-o", "a"]\nrun = ["./a"]\n', "compile must mention"),
+        ('run = ["x", "{entrypoint}", "{sources}"]\n', "belongs in compile"),
+    ],
+)
+def test_inconsistent_specs_are_startup_errors(tmp_path: Path, body: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        load_spec(write_spec(tmp_path, body))
+
+
+def test_compiled_spec_expands_sources_and_stem(tmp_path: Path) -> None:
+    body = (
+        'compile = ["cc", "{sources}", "-o", "{stem}.out"]\nsources = ["*.x"]\n'
+        'run = ["./{stem}.out"]\n'
+    )
+    spec = load_spec(write_spec(tmp_path, body))
+    assert spec.compiled
+    assert spec.compile_command("main.x", ["b.x", "a.x", "a.h", "sub/c.x"]) == (
+        "cc",
+        "a.x",
+        "b.x",
+        "-o",
+        "main.out",
+    )
+    assert spec.command("src/main.x", ["1"]) == ("./src/main.out", "1")
