@@ -68,10 +68,12 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker
 	$(BIN)/mypy tests bench
 	$(BIN)/buf lint
 
-# Speed against the bare interpreter, the raw engine and peers, in one run.
+# Speed against the bare interpreter, the raw engine and peers, in one run;
+# then every language's hello world, cold and warm, against its own toolchain.
 bench: $(STAMP) images
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.languages
 
 clean:
 	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
