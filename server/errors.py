@@ -1,6 +1,7 @@
 """The one place where exceptions become gRPC status codes: a server interceptor.
 
-What the caller sent wrong is INVALID_ARGUMENT, no capacity is
+What the caller sent wrong is INVALID_ARGUMENT (including a request that is
+not a valid protobuf message at all), no capacity is
 RESOURCE_EXHAUSTED (with a `retry-after` hint in trailing metadata), an
 unreachable engine is UNAVAILABLE. Anything unexpected is logged with its
 traceback and becomes INTERNAL without leaking details.
@@ -40,6 +41,35 @@ def status_for(error: CodeBeakerError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+class Unparsable:
+    """Stands in for a request message that did not parse, so that the handler,
+    not grpc's framework, answers it (with INVALID_ARGUMENT)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # DecodeError and friends: the bytes are the caller's fault
+            return Unparsable(str(error) or type(error).__name__)
+
+    return parse
+
+
+async def _refuse_unparsable(request: Any, context: aio.ServicerContext) -> None:
+    if isinstance(request, Unparsable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid protobuf message: {request.reason}",
+        )
+
+
 async def _abort(context: aio.ServicerContext, error: Exception, method: str) -> None:
     if isinstance(error, CodeBeakerError):
         code = status_for(error)
@@ -66,6 +96,7 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: aio.ServicerContext) -> Any:
+                await _refuse_unparsable(request, context)
                 try:
                     return await inner_unary(request, context)
                 except aio.AbortError:
@@ -74,12 +105,13 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                     await _abort(context, error, method)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
+                unary, _lenient(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                await _refuse_unparsable(request, context)
                 try:
                     async for response in inner_stream(request, context):
                         yield response
@@ -89,6 +121,6 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                     await _abort(context, error, method)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
+                stream, _lenient(handler.request_deserializer), handler.response_serializer
             )
         return handler

@@ -141,24 +141,14 @@ def wire(case: str) -> bytes:
 
 
 @pytest.mark.parametrize("case", [*MALFORMED, "truncated message"])
-def test_malformed_message_is_invalid_argument(
-    sandbox: Sandbox, case: str, request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="a request protobuf cannot parse (invalid UTF-8 in a string field, or a "
-            "corrupt message) is answered UNKNOWN with the parser's exception in the details "
-            "('Unexpected <class DecodeError>: Error parsing message ...') and logged as an "
-            "ERROR with a traceback by grpc's server, instead of INVALID_ARGUMENT",
-        )
-    )
+def test_malformed_message_is_invalid_argument(sandbox: Sandbox, case: str) -> None:
     execute = sandbox.hostile.channel.unary_unary("/codebeaker.v1.ExecutionService/Execute")
     with pytest.raises(grpc.RpcError) as caught:
         execute(wire(case), timeout=RPC_TIMEOUT)
     error: grpc.Call = caught.value
     assert sandbox.created() == []
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    assert "not a valid protobuf message" in (error.details() or "")
 
 
 def test_message_above_grpcs_size_limit_is_refused_by_grpc(sandbox: Sandbox) -> None:

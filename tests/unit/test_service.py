@@ -286,3 +286,23 @@ async def test_shutdown_grace_cancels_stragglers(config: ServerConfig) -> None:
         assert server.sandbox.closed
     finally:
         await server.channel.close()
+
+
+@pytest.mark.parametrize("method", ["Execute", "ExecuteStream"])
+async def test_a_request_that_does_not_parse_is_invalid_argument(
+    running: Running, method: str
+) -> None:
+    path = f"/codebeaker.v1.ExecutionService/{method}"
+    garbage = pb.ExecuteRequest(spec=pb.ExecutionSpec(language="python")).SerializeToString()[:-2]
+    if method == "Execute":
+        call = running.channel.unary_unary(path)(garbage)
+        with pytest.raises(aio.AioRpcError) as caught:
+            await call
+    else:
+        stream = running.channel.unary_stream(path)(garbage)
+        with pytest.raises(aio.AioRpcError) as caught:
+            async for _ in stream:
+                pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid protobuf message" in (caught.value.details() or "")
+    assert running.sandbox.jobs == []
