@@ -1,57 +1,73 @@
-"""`codebeaker run FILE`: run a local file in a CodeBeaker sandbox, as if locally.
+"""`codebeaker run FILE...`: run local files in a CodeBeaker sandbox, as if locally.
 
 The program's stdout and stderr are passed through live as raw bytes, and its
 exit code becomes ours, so `codebeaker run` can stand in for `python3 main.py`
 in scripts; verdicts a local run cannot have (limits, signals, compile errors)
-get one line on stderr and a distinct exit code (see `_cli_support`).
+get one line on stderr and a distinct exit code (see `_cli_support`). With
+`--case`, the program is compiled once and judged against each case instead;
+with `--output`, files it leaves behind are copied back. Showing and exit codes
+live in `_cli_report`, local file handling in `_cli_files`.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from pathlib import Path
-from typing import BinaryIO
 
+from codebeaker.client._cli_files import (
+    parse_case,
+    read_cases,
+    read_program,
+    read_stdin,
+    save_output_files,
+)
+from codebeaker.client._cli_report import judged_outcome, outcome, relay
 from codebeaker.client._cli_support import (
-    EXIT_COMPILE_ERROR,
-    EXIT_LIMIT,
-    EXIT_SIGNAL_BASE,
-    EXIT_SOFTWARE,
-    EXIT_TIMEOUT,
+    EXIT_CANT_CREATE,
     CliError,
-    human_bytes,
     parse_env,
     parse_seconds,
     parse_size,
-    say,
 )
-from codebeaker.client.sync import Client, ExecutionStream
-from codebeaker.client.types import (
-    ExecutionResult,
-    ExecutionStatus,
-    Finished,
-    Limits,
-    Output,
-    OutputStream,
-    Runtime,
-    Started,
-)
+from codebeaker.client.sync import Client
+from codebeaker.client.types import Comparison, Limits, Runtime
+
+# Extensions the servers' default file names (main.cpp, Main.java, ...) do not
+# cover, or cover only for some; used only for languages the server has.
+EXTENSIONS = {
+    ".py": "python",
+    ".js": "javascript",
+    ".c": "c",
+    ".cpp": "cpp",
+    ".cc": "cpp",
+    ".cxx": "cpp",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".cs": "csharp",
+    ".ts": "typescript",
+    ".rb": "ruby",
+    ".php": "php",
+    ".sh": "bash",
+}
+COMPARISONS = {
+    "exact": Comparison.EXACT,
+    "trailing-whitespace": Comparison.IGNORE_TRAILING_WHITESPACE,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="the program's source file")
     parser.add_argument(
-        "program_args",
-        nargs="*",
-        metavar="ARG",
-        help="arguments for the program (put them after --)",
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="the program's source files; the first is the entrypoint "
+        "(program arguments go after --)",
     )
     parser.add_argument(
         "-l",
         "--language",
-        help="language id or alias (default: inferred from FILE's extension)",
+        help="language id or alias (default: inferred from the first FILE's extension)",
     )
     parser.add_argument("--language-version", metavar="VERSION", help="language version")
     parser.add_argument(
@@ -78,16 +94,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-output", type=parse_size, metavar="BYTES", help="cap on each of stdout and stderr"
     )
+    limits.add_argument(
+        "--compile-time",
+        type=parse_seconds,
+        metavar="S",
+        help="wall-clock and CPU time of the compile (compiled languages)",
+    )
+    judging = parser.add_argument_group("test cases (compile once, run once per case)")
+    judging.add_argument(
+        "--case",
+        dest="cases",
+        action="append",
+        default=[],
+        type=parse_case,
+        metavar="IN[:OUT]",
+        help="a test case: stdin from file IN, expected stdout from file OUT "
+        "(without OUT the case is run, not judged); repeat for more",
+    )
+    judging.add_argument(
+        "--compare",
+        choices=sorted(COMPARISONS),
+        default="exact",
+        help="how stdout is compared with OUT (default: %(default)s)",
+    )
+    judging.add_argument(
+        "--show-output",
+        action="store_true",
+        help="pass each case's stdout and stderr through (default: one line per case)",
+    )
+    outputs = parser.add_argument_group("output files")
+    outputs.add_argument(
+        "--output",
+        dest="outputs",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="copy this file (a glob: * and ? do not cross /) back from the sandbox; "
+        "repeat for more",
+    )
+    outputs.add_argument(
+        "--output-dir",
+        default=".",
+        metavar="DIR",
+        help="where --output files are written, never outside it (default: the current "
+        "directory; with --case, DIR/case-N/)",
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="report the execution id, times and memory"
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, program_args=[])
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    source = _read(path, "program")
-    stdin = _read_stdin(args.stdin)
+    program = read_program(args.files)
+    cases = read_cases(args.cases, COMPARISONS[args.compare])
+    if cases and args.stdin is not None:
+        raise CliError("--stdin cannot be used with --case: each case has its own stdin")
+    stdin = read_stdin(args.stdin)
     try:
         limits = Limits(
             wall_time=args.wall_time,
@@ -98,29 +161,50 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise CliError(str(error)) from error
+    compile_limits = (
+        Limits(wall_time=args.compile_time, cpu_time=args.compile_time)
+        if args.compile_time is not None
+        else None
+    )
     with Client(args.address, timeout=args.timeout) as client:
-        language = args.language or infer_language(client.runtimes(), path)
+        language = args.language or infer_language(client.runtimes(), program.first)
         stream = client.stream(
             language,
-            source,
+            program.source,
+            files=program.files,
+            entrypoint=program.entrypoint,
             stdin=stdin,
             args=[*args.arg, *args.program_args],
             env=dict(args.env),
             limits=limits,
+            compile_limits=compile_limits,
+            output_files=args.outputs,
+            test_cases=cases,
             version=args.language_version,
         )
         # Leaving this block early (Ctrl-C, a closed pipe) cancels the RPC.
         with stream:
-            result = _relay(stream, verbose=args.verbose)
-    return outcome(result, verbose=args.verbose)
+            result = relay(stream, verbose=args.verbose, show_case_output=args.show_output)
+    saved = save_output_files(result, Path(args.output_dir), verbose=args.verbose)
+    if cases:
+        code = judged_outcome(result, len(cases), verbose=args.verbose)
+    else:
+        code = outcome(result, verbose=args.verbose)
+    return EXIT_CANT_CREATE if code == 0 and not saved else code
 
 
 def infer_language(runtimes: list[Runtime], path: Path) -> str:
-    """The one language whose default file name has FILE's extension."""
+    """The one language whose default file name has FILE's extension.
+
+    The server's file names decide; `EXTENSIONS` only fills in extensions
+    they do not name (.cc for C++, ...), for languages the server has.
+    """
     suffix = path.suffix
     matches = sorted(
         {r.language for r in runtimes if suffix and Path(r.file_name).suffix == suffix}
     )
+    if not matches and EXTENSIONS.get(suffix.lower()) in {r.language for r in runtimes}:
+        matches = [EXTENSIONS[suffix.lower()]]
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -132,99 +216,3 @@ def infer_language(runtimes: list[Runtime], path: Path) -> str:
         f"cannot tell the language of {path} from its extension "
         f"(known: {known or 'none'}); pass -l/--language"
     )
-
-
-def outcome(result: ExecutionResult, *, verbose: bool) -> int:
-    """Our exit code for a verdict; explains verdicts a local run cannot have."""
-    if verbose:
-        say(
-            f"{result.status.value} exit={result.exit_code} wall={result.wall_time:.3f}s "
-            f"cpu={result.cpu_time:.3f}s peak={human_bytes(result.peak_memory_bytes)} "
-            f"id={result.execution_id}"
-        )
-    status = result.status
-    if status is ExecutionStatus.OK:
-        return 0
-    if status is ExecutionStatus.RUNTIME_ERROR:
-        code = result.exit_code % 256
-        return code if code else 1
-    if status is ExecutionStatus.SIGNALED:
-        exit_code = min(EXIT_SIGNAL_BASE + result.signal, 255)
-        explanation = f"killed by signal {result.signal}{_signal_name(result.signal)}"
-    elif status is ExecutionStatus.TIME_LIMIT_EXCEEDED:
-        exit_code = EXIT_TIMEOUT
-        explanation = (
-            f"time limit exceeded (wall {result.wall_time:.2f}s, cpu {result.cpu_time:.2f}s)"
-        )
-    elif status is ExecutionStatus.MEMORY_LIMIT_EXCEEDED:
-        exit_code = EXIT_LIMIT
-        explanation = f"memory limit exceeded (peak {human_bytes(result.peak_memory_bytes)})"
-    elif status is ExecutionStatus.OUTPUT_LIMIT_EXCEEDED:
-        exit_code = EXIT_LIMIT
-        cut = [
-            name
-            for name, truncated in (
-                ("stdout", result.stdout_truncated),
-                ("stderr", result.stderr_truncated),
-            )
-            if truncated
-        ]
-        explanation = "output limit exceeded" + (f" ({' and '.join(cut)} cut)" if cut else "")
-    elif status is ExecutionStatus.COMPILE_ERROR:
-        exit_code = EXIT_COMPILE_ERROR
-        explanation = "compilation failed"
-    else:
-        exit_code = EXIT_LIMIT
-        explanation = "the server gave no verdict"
-    say(explanation + (f": {result.message}" if result.message else ""))
-    return exit_code
-
-
-def _relay(stream: ExecutionStream, *, verbose: bool) -> ExecutionResult:
-    """Copy the program's output to ours as it arrives; return the verdict."""
-    sinks = {OutputStream.STDOUT: sys.stdout.buffer, OutputStream.STDERR: sys.stderr.buffer}
-    streamed: set[OutputStream] = set()
-    result: ExecutionResult | None = None
-    for event in stream:
-        if isinstance(event, Output):
-            _write(sinks[event.stream], event.data)
-            streamed.add(event.stream)
-        elif isinstance(event, Started):
-            if verbose:
-                say(f"execution {event.execution_id}: {event.language} {event.version}".rstrip())
-        elif isinstance(event, Finished):
-            result = event.result
-    if result is None:  # the stream was cancelled under us
-        raise CliError("the execution ended without a verdict", EXIT_SOFTWARE)
-    # A server may return some output (e.g. a compiler's) only in the result.
-    for kind, data in ((OutputStream.STDOUT, result.stdout), (OutputStream.STDERR, result.stderr)):
-        if data and kind not in streamed:
-            _write(sinks[kind], data)
-    return result
-
-
-def _write(sink: BinaryIO, data: bytes) -> None:
-    sink.write(data)
-    sink.flush()
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise CliError(f"cannot read {what} {path}: {error.strerror or error}") from error
-
-
-def _read_stdin(name: str | None) -> bytes:
-    if name is None:
-        return b""
-    if name == "-":
-        return sys.stdin.buffer.read()
-    return _read(Path(name), "stdin file")
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return f" ({signal.Signals(number).name})"
-    except ValueError:
-        return ""

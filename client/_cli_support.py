@@ -7,13 +7,17 @@ exactly one place.
 Exit codes of `codebeaker run` / `codebeaker runtimes`:
 
     0-255  the program's own exit code (verdict OK or RUNTIME_ERROR)
+    0      with --case: every test case passed (the program's codes are not passed on)
+    1      with --case: at least one test case did not pass (as pytest's failed tests)
     2      usage error, unreadable file, unknown language (INVALID_ARGUMENT)
     69     the service is unreachable or its engine is down (UNAVAILABLE; EX_UNAVAILABLE)
     70     any other service failure (EX_SOFTWARE)
+    73     an --output file could not be written here, or its path was refused
+           (EX_CANTCREAT; only when the run itself exited 0)
     75     the server has no capacity now (RESOURCE_EXHAUSTED; EX_TEMPFAIL)
     124    time limit exceeded, or the --timeout deadline passed (as timeout(1))
     125    memory or output limit exceeded, or no verdict
-    126    compile error
+    126    compile error (also with --case)
     128+N  the program was killed by signal N (SIGNALED)
     130    interrupted by Ctrl-C (the execution is cancelled)
     141    stdout closed by the reader (the execution is cancelled)
@@ -36,9 +40,11 @@ from codebeaker.client.errors import (
 
 PROG = "codebeaker"
 
+EXIT_CASES_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
 EXIT_SOFTWARE = 70
+EXIT_CANT_CREATE = 73
 EXIT_TEMPFAIL = 75
 EXIT_TIMEOUT = 124
 EXIT_LIMIT = 125

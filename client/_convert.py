@@ -7,51 +7,68 @@ public API.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from google.protobuf.duration_pb2 import Duration
 
 from codebeaker.client.types import (
+    Comparison,
     ExecutionResult,
     ExecutionStatus,
     File,
+    Files,
     Finished,
     Limit,
     Limits,
     Output,
+    OutputFile,
+    OutputFileStatus,
     OutputStream,
     Runtime,
+    Source,
+    Stage,
+    StageFinished,
+    StageResult,
     Started,
     StreamEvent,
+    TestCase,
 )
 from codebeaker.v1 import execution_pb2 as pb
 
-Source = str | bytes
-"""A single-file program: text (sent as UTF-8) or bytes."""
-
-Files = Sequence[File] | Mapping[str, bytes | str]
-"""Files of a multi-file program: `File`s, or a mapping of path to content."""
-
 _STATUS_PREFIX = "EXECUTION_STATUS_"
+_COMPARISONS = {
+    Comparison.EXACT: pb.COMPARISON_EXACT,
+    Comparison.IGNORE_TRAILING_WHITESPACE: pb.COMPARISON_IGNORE_TRAILING_WHITESPACE,
+}
+_FILE_STATUSES = {
+    pb.OUTPUT_FILE_STATUS_OK: OutputFileStatus.OK,
+    pb.OUTPUT_FILE_STATUS_MISSING: OutputFileStatus.MISSING,
+    pb.OUTPUT_FILE_STATUS_NOT_REGULAR: OutputFileStatus.NOT_REGULAR,
+    pb.OUTPUT_FILE_STATUS_TRUNCATED: OutputFileStatus.TRUNCATED,
+}
 
 
 def build_spec(
     language: str,
     source: Source | None,
     *,
-    files: Files | None,
-    entrypoint: str | None,
-    stdin: bytes | str,
-    args: Iterable[str],
-    env: Mapping[str, str] | None,
-    limits: Limits | None,
-    version: str | None,
-    request_id: str | None,
+    files: Files | None = None,
+    entrypoint: str | None = None,
+    stdin: bytes | str = b"",
+    args: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
+    compile_limits: Limits | None = None,
+    output_files: Iterable[str] = (),
+    test_cases: Iterable[TestCase] = (),
+    version: str | None = None,
+    request_id: str | None = None,
 ) -> pb.ExecutionSpec:
     """The wire form of one program; the server validates its meaning."""
-    if isinstance(args, str | bytes):
-        # A lone string would silently become one argument per character.
-        raise TypeError("args must be a sequence of strings, not a single string")
+    for name, value in (("args", args), ("output_files", output_files)):
+        if isinstance(value, str | bytes):
+            # A lone string would silently become one item per character.
+            raise TypeError(f"{name} must be a sequence of strings, not a single string")
     spec = pb.ExecutionSpec(
         language=language,
         version=version or "",
@@ -62,9 +79,13 @@ def build_spec(
         args=list(args),
         env=dict(env or {}),
         request_id=request_id or "",
+        output_files=list(output_files),
+        test_cases=[_test_case_to_proto(case) for case in test_cases],
     )
     if limits is not None:
         spec.limits.CopyFrom(_limits_to_proto(limits))
+    if compile_limits is not None:
+        spec.compile_limits.CopyFrom(_limits_to_proto(compile_limits))
     return spec
 
 
@@ -83,6 +104,30 @@ def result_from_proto(message: pb.ExecutionResult) -> ExecutionResult:
         execution_id=message.execution_id,
         message=message.message,
         limit_exceeded=_limit_from_proto(message.limit_exceeded),
+        compile=stage_from_proto(message.compile) if message.HasField("compile") else None,
+        files=_files_from_proto(message.files),
+        test_cases=tuple(stage_from_proto(case) for case in message.test_cases),
+        test_cases_passed=message.test_cases_passed,
+    )
+
+
+def stage_from_proto(message: pb.StageResult) -> StageResult:
+    return StageResult(
+        stage=_stage_from_proto(message.stage),
+        test_case=message.test_case,
+        status=_status_from_proto(message.status),
+        exit_code=message.exit_code,
+        signal=message.signal,
+        stdout=message.stdout,
+        stderr=message.stderr,
+        stdout_truncated=message.stdout_truncated,
+        stderr_truncated=message.stderr_truncated,
+        wall_time=_seconds(message.wall_time),
+        cpu_time=_seconds(message.cpu_time),
+        peak_memory_bytes=message.peak_memory_bytes,
+        message=message.message,
+        limit_exceeded=_limit_from_proto(message.limit_exceeded),
+        files=_files_from_proto(message.files),
     )
 
 
@@ -97,14 +142,20 @@ def event_from_proto(message: pb.ExecuteStreamResponse) -> StreamEvent | None:
             version=started.version,
         )
     if kind == "output":
+        chunk = message.output
         # UNSPECIFIED is only the proto3 default; keeping the bytes as stdout
         # beats dropping them.
         stream = (
-            OutputStream.STDERR
-            if message.output.stream == pb.OUTPUT_STREAM_STDERR
-            else OutputStream.STDOUT
+            OutputStream.STDERR if chunk.stream == pb.OUTPUT_STREAM_STDERR else OutputStream.STDOUT
         )
-        return Output(stream=stream, data=message.output.data)
+        return Output(
+            stream=stream,
+            data=chunk.data,
+            stage=_stage_from_proto(chunk.stage),
+            test_case=chunk.test_case,
+        )
+    if kind == "stage_result":
+        return StageFinished(result=stage_from_proto(message.stage_result))
     if kind == "result":
         return Finished(result=result_from_proto(message.result))
     return None
@@ -135,6 +186,17 @@ def _as_files(files: Files | None) -> list[File]:
     return list(files)
 
 
+def _test_case_to_proto(case: TestCase) -> pb.TestCase:
+    if not isinstance(case, TestCase):
+        raise TypeError(f"test_cases must hold TestCase values, not {type(case).__name__}")
+    message = pb.TestCase(
+        stdin=_as_bytes(case.stdin), comparison=_COMPARISONS[Comparison(case.comparison)]
+    )
+    if case.expected_stdout is not None:
+        message.expected_stdout = _as_bytes(case.expected_stdout)
+    return message
+
+
 def _limits_to_proto(limits: Limits) -> pb.ResourceLimits:
     message = pb.ResourceLimits(
         memory_bytes=limits.memory_bytes or 0,
@@ -146,6 +208,25 @@ def _limits_to_proto(limits: Limits) -> pb.ResourceLimits:
     if limits.cpu_time is not None:
         message.cpu_time.CopyFrom(_duration(limits.cpu_time))
     return message
+
+
+def _files_from_proto(files: Iterable[pb.OutputFile]) -> tuple[OutputFile, ...]:
+    return tuple(
+        OutputFile(
+            path=f.path,
+            # UNSPECIFIED also stands for a status added after this SDK was built.
+            status=_FILE_STATUSES.get(f.status, OutputFileStatus.UNSPECIFIED),
+            content=f.content,
+            size=f.size,
+            reason=f.reason,
+        )
+        for f in files
+    )
+
+
+def _stage_from_proto(value: pb.Stage.ValueType) -> Stage:
+    # Older servers leave a chunk's stage unset: it was always the program's.
+    return Stage.COMPILE if value == pb.STAGE_COMPILE else Stage.RUN
 
 
 def _duration(seconds: float) -> Duration:

@@ -10,15 +10,13 @@ the program.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Protocol, Self, cast
+from typing import Protocol, Self, Unpack, cast
 
 import grpc
 
 from codebeaker.client._convert import (
-    Files,
-    Source,
     build_spec,
     event_from_proto,
     result_from_proto,
@@ -32,7 +30,14 @@ from codebeaker.client._settings import (
 )
 from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
-from codebeaker.client.types import ExecutionResult, Finished, Limits, Runtime, StreamEvent
+from codebeaker.client.types import (
+    ExecutionOptions,
+    ExecutionResult,
+    Finished,
+    Runtime,
+    Source,
+    StreamEvent,
+)
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 
@@ -46,7 +51,7 @@ class _AsyncStreamCall(Protocol):
 
 
 class AsyncExecutionStream(AsyncIterator[StreamEvent]):
-    """Events of one streamed execution: `Started`, `Output`..., `Finished`.
+    """Events of one streamed execution: `Started`, `Output`/`StageFinished`..., `Finished`.
 
     `async for` over it, or use it as an async context manager: leaving the
     block, `aclose()`/`cancel()` before `Finished`, or cancelling the task that
@@ -154,30 +159,17 @@ class AsyncClient:
         language: str,
         source: Source | None = None,
         *,
-        files: Files | None = None,
-        entrypoint: str | None = None,
-        stdin: bytes | str = b"",
-        args: Iterable[str] = (),
-        env: Mapping[str, str] | None = None,
-        limits: Limits | None = None,
-        version: str | None = None,
-        request_id: str | None = None,
         # A gRPC deadline travels to the server, which asyncio.timeout cannot do.
         timeout: float | None = None,  # noqa: ASYNC109
+        **options: Unpack[ExecutionOptions],
     ) -> ExecutionResult:
-        """Run a program to completion and return its verdict and buffered output."""
-        spec = build_spec(
-            language,
-            source,
-            files=files,
-            entrypoint=entrypoint,
-            stdin=stdin,
-            args=args,
-            env=env,
-            limits=limits,
-            version=version,
-            request_id=request_id,
-        )
+        """Run a program to completion and return its verdict and buffered output.
+
+        `options` describe the program (`ExecutionOptions`: files, entrypoint,
+        stdin, args, env, limits, compile_limits, output_files, test_cases,
+        version, request_id); `timeout` is this call's deadline in seconds.
+        """
+        spec = build_spec(language, source, **options)
         # Cancelling the awaiting task cancels the grpc.aio call with it.
         with traced_call("Execute", self.address) as call:
             with translate_rpc_errors():
@@ -195,32 +187,18 @@ class AsyncClient:
         language: str,
         source: Source | None = None,
         *,
-        files: Files | None = None,
-        entrypoint: str | None = None,
-        stdin: bytes | str = b"",
-        args: Iterable[str] = (),
-        env: Mapping[str, str] | None = None,
-        limits: Limits | None = None,
-        version: str | None = None,
-        request_id: str | None = None,
         timeout: float | None = None,
+        **options: Unpack[ExecutionOptions],
     ) -> AsyncExecutionStream:
         """Run a program, yielding its output as it is produced, then the verdict.
 
+        Takes the same `options` as `execute`. Output events say which stage
+        (compile or run) and test case wrote them; a `StageFinished` event
+        follows the compile and each test case.
+
         Not a coroutine: `async for event in client.stream(...)` directly.
         """
-        spec = build_spec(
-            language,
-            source,
-            files=files,
-            entrypoint=entrypoint,
-            stdin=stdin,
-            args=args,
-            env=env,
-            limits=limits,
-            version=version,
-            request_id=request_id,
-        )
+        spec = build_spec(language, source, **options)
         span = CallSpan("ExecuteStream", self.address)
         try:
             with translate_rpc_errors():

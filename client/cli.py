@@ -51,7 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = arguments.index("--", arguments.index(command))
         arguments, program_args = arguments[:split], arguments[split + 1 :]
     parser = build_parser(with_server=command not in _CLIENT_COMMANDS)
-    args = parser.parse_args(arguments)
+    args, extra = parser.parse_known_args(arguments)
+    if command == "run" and not any(a.startswith("-") for a in extra):
+        # argparse takes FILE... from one run of positionals only; those after
+        # an option (`run main.c -l c helper.h`) are files too.
+        args.files = [*args.files, *extra]
+        extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if program_args:
         args.program_args = [*args.program_args, *program_args]
     handler: Handler | None = getattr(args, "handler", None)
@@ -100,11 +107,15 @@ def build_parser(*, with_server: bool = True) -> argparse.ArgumentParser:
     run = subparsers.add_parser(
         "run",
         parents=[connection],
-        help="run a source file in a sandbox",
-        description="Run FILE in a fresh sandbox, streaming its output; exit with its code.",
+        help="run source files in a sandbox",
+        usage=f"{PROG} run [options] FILE [FILE ...] [-- ARG ...]",
+        description="Run FILE (with any further FILEs beside it) in a fresh sandbox, "
+        "streaming its output; exit with its code. With --case, judge it against test "
+        "cases instead.",
         epilog="Exit codes: the program's own, else 2 usage/invalid request, 69 unavailable, "
-        "70 service error, 75 server busy, 124 time limit or deadline, 125 memory/output "
-        "limit, 126 compile error, 128+N killed by signal N, 130 interrupted.",
+        "70 service error, 73 an --output file not written, 75 server busy, 124 time limit "
+        "or deadline, 125 memory/output limit, 126 compile error, 128+N killed by signal N, "
+        "130 interrupted. With --case: 0 all cases passed, 1 some did not.",
     )
     _cli_run.add_arguments(run)
 

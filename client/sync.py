@@ -9,15 +9,13 @@ cancels the RPC so the server tears the sandbox down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, Unpack
 
 import grpc
 
 from codebeaker.client._convert import (
-    Files,
-    Source,
     build_spec,
     event_from_proto,
     result_from_proto,
@@ -31,7 +29,14 @@ from codebeaker.client._settings import (
 )
 from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
-from codebeaker.client.types import ExecutionResult, Finished, Limits, Runtime, StreamEvent
+from codebeaker.client.types import (
+    ExecutionOptions,
+    ExecutionResult,
+    Finished,
+    Runtime,
+    Source,
+    StreamEvent,
+)
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 
@@ -45,7 +50,7 @@ class _StreamCall(Protocol):
 
 
 class ExecutionStream(Iterator[StreamEvent]):
-    """Events of one streamed execution: `Started`, `Output`..., `Finished`.
+    """Events of one streamed execution: `Started`, `Output`/`StageFinished`..., `Finished`.
 
     Iterate it, or use it as a context manager: leaving the block, `close()`
     or `cancel()` before `Finished` cancels the RPC and the server kills the
@@ -149,29 +154,16 @@ class Client:
         language: str,
         source: Source | None = None,
         *,
-        files: Files | None = None,
-        entrypoint: str | None = None,
-        stdin: bytes | str = b"",
-        args: Iterable[str] = (),
-        env: Mapping[str, str] | None = None,
-        limits: Limits | None = None,
-        version: str | None = None,
-        request_id: str | None = None,
         timeout: float | None = None,
+        **options: Unpack[ExecutionOptions],
     ) -> ExecutionResult:
-        """Run a program to completion and return its verdict and buffered output."""
-        spec = build_spec(
-            language,
-            source,
-            files=files,
-            entrypoint=entrypoint,
-            stdin=stdin,
-            args=args,
-            env=env,
-            limits=limits,
-            version=version,
-            request_id=request_id,
-        )
+        """Run a program to completion and return its verdict and buffered output.
+
+        `options` describe the program (`ExecutionOptions`: files, entrypoint,
+        stdin, args, env, limits, compile_limits, output_files, test_cases,
+        version, request_id); `timeout` is this call's deadline in seconds.
+        """
+        spec = build_spec(language, source, **options)
         with traced_call("Execute", self.address) as call:
             with translate_rpc_errors():
                 future = self._stub.Execute.future(
@@ -194,29 +186,16 @@ class Client:
         language: str,
         source: Source | None = None,
         *,
-        files: Files | None = None,
-        entrypoint: str | None = None,
-        stdin: bytes | str = b"",
-        args: Iterable[str] = (),
-        env: Mapping[str, str] | None = None,
-        limits: Limits | None = None,
-        version: str | None = None,
-        request_id: str | None = None,
         timeout: float | None = None,
+        **options: Unpack[ExecutionOptions],
     ) -> ExecutionStream:
-        """Run a program, yielding its output as it is produced, then the verdict."""
-        spec = build_spec(
-            language,
-            source,
-            files=files,
-            entrypoint=entrypoint,
-            stdin=stdin,
-            args=args,
-            env=env,
-            limits=limits,
-            version=version,
-            request_id=request_id,
-        )
+        """Run a program, yielding its output as it is produced, then the verdict.
+
+        Takes the same `options` as `execute`. Output events say which stage
+        (compile or run) and test case wrote them; a `StageFinished` event
+        follows the compile and each test case.
+        """
+        spec = build_spec(language, source, **options)
         span = CallSpan("ExecuteStream", self.address)
         try:
             with translate_rpc_errors():

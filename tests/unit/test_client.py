@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import grpc
 import pytest
@@ -16,6 +16,7 @@ from codebeaker.client import (
     AsyncClient,
     Client,
     CodeBeakerError,
+    Comparison,
     DeadlineExceededError,
     ExecutionCancelledError,
     ExecutionResult,
@@ -23,14 +24,21 @@ from codebeaker.client import (
     File,
     Finished,
     InvalidArgumentError,
+    Limit,
     Limits,
     Output,
+    OutputFile,
+    OutputFileStatus,
     OutputStream,
     ResourceExhaustedError,
     Runtime,
     ServiceError,
+    Stage,
+    StageFinished,
+    StageResult,
     Started,
     StreamEvent,
+    TestCase,
     UnavailableError,
 )
 from codebeaker.v1 import execution_pb2 as pb
@@ -79,13 +87,36 @@ EXPECTED_RESULT = ExecutionResult(
 
 @dataclass
 class FakeServer:
-    service: FakeExecutionService
+    service: ScriptedService
     address: str
+
+
+@dataclass
+class ScriptedService(FakeExecutionService):
+    """Streams exactly `script` (numbered here) when one is set, for events the
+    plain fake does not send; otherwise the plain fake."""
+
+    script: list[pb.ExecuteStreamResponse] = field(default_factory=list)
+
+    def ExecuteStream(
+        self, request: pb.ExecuteStreamRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExecuteStreamResponse]:
+        if not self.script:
+            yield from super().ExecuteStream(request, context)
+            return
+        self._accept(request.spec, context)
+        for sequence, message in enumerate(self.script, start=1):
+            numbered = pb.ExecuteStreamResponse(sequence=sequence)
+            numbered.MergeFrom(message)
+            yield numbered
+
+
+C_RUNTIME = pb.Runtime(language="c", version="12", file_name="main.c", compiled=True)
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeServer]:
-    service = FakeExecutionService()
+    service = ScriptedService()
     with serve(service) as address:
         yield FakeServer(service, address)
 
@@ -102,6 +133,139 @@ def dead_address() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+# A judged C program: its compile, two test cases (one wrong) and a file.
+STAGED_RESULT = pb.ExecutionResult(
+    status=pb.EXECUTION_STATUS_WRONG_ANSWER,
+    wall_time=Duration(nanos=30_000_000),
+    message="1 of 2 test cases passed; case 2: output differs at line 1",
+    compile=pb.StageResult(
+        stage=pb.STAGE_COMPILE,
+        status=pb.EXECUTION_STATUS_OK,
+        stderr=b"main.c:1: warning: \xff\n",
+        wall_time=Duration(nanos=250_000_000),
+    ),
+    test_cases=[
+        pb.StageResult(
+            stage=pb.STAGE_RUN,
+            test_case=1,
+            status=pb.EXECUTION_STATUS_ACCEPTED,
+            stdout=b"3\n",
+            message="output matches",
+            files=[pb.OutputFile(path="out.txt", status=pb.OUTPUT_FILE_STATUS_OK, content=b"1")],
+        ),
+        pb.StageResult(
+            stage=pb.STAGE_RUN,
+            test_case=2,
+            status=pb.EXECUTION_STATUS_WRONG_ANSWER,
+            stdout=b"4\n",
+            stdout_truncated=True,
+            cpu_time=Duration(nanos=5_000_000),
+            peak_memory_bytes=1 << 20,
+            message="output differs at line 1",
+            limit_exceeded=pb.LIMIT_OUTPUT,
+        ),
+    ],
+    test_cases_passed=1,
+    files=[
+        pb.OutputFile(
+            path="big.bin",
+            status=pb.OUTPUT_FILE_STATUS_TRUNCATED,
+            content=b"zz",
+            size=3 << 20,
+            reason="larger than the cap",
+        ),
+        pb.OutputFile(path="gone.txt", status=pb.OUTPUT_FILE_STATUS_MISSING, reason="no such file"),
+        pb.OutputFile(path="new", status=99),  # type: ignore[arg-type]
+    ],
+)
+
+EXPECTED_COMPILE = StageResult(
+    stage=Stage.COMPILE,
+    status=ExecutionStatus.OK,
+    stderr=b"main.c:1: warning: \xff\n",
+    wall_time=0.25,
+)
+EXPECTED_CASES = (
+    StageResult(
+        stage=Stage.RUN,
+        test_case=1,
+        status=ExecutionStatus.ACCEPTED,
+        stdout=b"3\n",
+        message="output matches",
+        files=(OutputFile("out.txt", OutputFileStatus.OK, b"1"),),
+    ),
+    StageResult(
+        stage=Stage.RUN,
+        test_case=2,
+        status=ExecutionStatus.WRONG_ANSWER,
+        stdout=b"4\n",
+        stdout_truncated=True,
+        cpu_time=0.005,
+        peak_memory_bytes=1 << 20,
+        message="output differs at line 1",
+        limit_exceeded=Limit.OUTPUT,
+    ),
+)
+EXPECTED_STAGED = ExecutionResult(
+    status=ExecutionStatus.WRONG_ANSWER,
+    wall_time=0.03,
+    message="1 of 2 test cases passed; case 2: output differs at line 1",
+    compile=EXPECTED_COMPILE,
+    test_cases=EXPECTED_CASES,
+    test_cases_passed=1,
+    files=(
+        OutputFile("big.bin", OutputFileStatus.TRUNCATED, b"zz", 3 << 20, "larger than the cap"),
+        OutputFile("gone.txt", OutputFileStatus.MISSING, reason="no such file"),
+        OutputFile("new", OutputFileStatus.UNSPECIFIED),
+    ),
+)
+
+
+def staged_script() -> list[pb.ExecuteStreamResponse]:
+    """The stream of STAGED_RESULT: compile output and cases, each stage reported as it ends."""
+    compile_result = pb.StageResult()
+    compile_result.CopyFrom(STAGED_RESULT.compile)
+    compile_result.ClearField("stderr")  # streamed, so not repeated in the stage's result
+    final = pb.ExecutionResult()
+    final.CopyFrom(STAGED_RESULT)
+    final.compile.ClearField("stderr")
+    return [
+        pb.ExecuteStreamResponse(
+            started=pb.ExecutionStarted(execution_id="exec-9", language="c", version="12")
+        ),
+        pb.ExecuteStreamResponse(
+            output=pb.OutputChunk(
+                stream=pb.OUTPUT_STREAM_STDERR, data=b"warning\n", stage=pb.STAGE_COMPILE
+            )
+        ),
+        pb.ExecuteStreamResponse(stage_result=compile_result),
+        pb.ExecuteStreamResponse(
+            output=pb.OutputChunk(
+                stream=pb.OUTPUT_STREAM_STDOUT, data=b"3\n", stage=pb.STAGE_RUN, test_case=1
+            )
+        ),
+        pb.ExecuteStreamResponse(stage_result=STAGED_RESULT.test_cases[0]),
+        pb.ExecuteStreamResponse(stage_result=STAGED_RESULT.test_cases[1]),
+        pb.ExecuteStreamResponse(result=final),
+    ]
+
+
+EXPECTED_STAGED_STREAM: list[StreamEvent] = [
+    Started(execution_id="exec-9", language="c", version="12"),
+    Output(OutputStream.STDERR, b"warning\n", stage=Stage.COMPILE),
+    StageFinished(StageResult(Stage.COMPILE, ExecutionStatus.OK, wall_time=0.25)),
+    Output(OutputStream.STDOUT, b"3\n", stage=Stage.RUN, test_case=1),
+    StageFinished(EXPECTED_CASES[0]),
+    StageFinished(EXPECTED_CASES[1]),
+    Finished(
+        replace(
+            EXPECTED_STAGED,
+            compile=StageResult(Stage.COMPILE, ExecutionStatus.OK, wall_time=0.25),
+        )
+    ),
+]
 
 
 def expected_stream(result: ExecutionResult) -> list[StreamEvent]:
@@ -200,6 +364,119 @@ def test_stream_yields_started_output_finished_in_order(fake: FakeServer, client
     stream = client.stream("python", "...")
     assert list(stream) == expected_stream(EXPECTED_RESULT)
     assert stream.result == EXPECTED_RESULT
+
+
+def test_stages_test_cases_and_files_come_back_typed(fake: FakeServer, client: Client) -> None:
+    fake.service.runtimes.append(C_RUNTIME)
+    fake.service.result = STAGED_RESULT
+    result = client.execute("c", "int main(void) { return 0; }")
+    assert result == EXPECTED_STAGED
+    assert not result.ok
+    assert [case.ok for case in result.test_cases] == [True, False]
+    assert result.test_cases[0].files[0].ok
+    assert not result.files[0].ok
+
+
+def test_interpreted_results_have_no_compile_stage(client: Client) -> None:
+    result = client.execute("python", "")
+    assert result.compile is None
+    assert result.files == () and result.test_cases == () and result.test_cases_passed == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "ok"),
+    [
+        (ExecutionStatus.OK, True),
+        (ExecutionStatus.ACCEPTED, True),
+        (ExecutionStatus.WRONG_ANSWER, False),
+        (ExecutionStatus.RUNTIME_ERROR, False),
+        (ExecutionStatus.COMPILE_ERROR, False),
+    ],
+)
+def test_ok_means_ran_cleanly_and_passed_if_judged(status: ExecutionStatus, ok: bool) -> None:
+    assert ExecutionResult(status).ok is ok
+    assert StageResult(Stage.RUN, status, test_case=1).ok is ok
+
+
+def test_execute_sends_compile_limits_output_files_and_test_cases(
+    fake: FakeServer, client: Client
+) -> None:
+    fake.service.runtimes.append(C_RUNTIME)
+    client.execute(
+        "c",
+        "int main(void) { return 0; }",
+        compile_limits=Limits(wall_time=3, cpu_time=2.5, max_output_bytes=4096),
+        output_files=("result.txt", "logs/*.log"),
+        test_cases=[
+            TestCase("1 2\n", "3\n"),
+            TestCase(
+                NOT_UTF8,
+                expected_stdout=b"x  \n",
+                comparison=Comparison.IGNORE_TRAILING_WHITESPACE,
+            ),
+            TestCase(b"unjudged"),
+            TestCase(expected_stdout=""),
+        ],
+    )
+    [spec] = fake.service.specs
+    assert spec.compile_limits.wall_time == Duration(seconds=3)
+    assert spec.compile_limits.cpu_time == Duration(seconds=2, nanos=500_000_000)
+    assert spec.compile_limits.max_output_bytes == 4096
+    assert spec.compile_limits.memory_bytes == 0 and spec.compile_limits.max_processes == 0
+    assert not spec.HasField("limits")
+    assert list(spec.output_files) == ["result.txt", "logs/*.log"]
+    assert spec.stdin == b""
+    first, second, unjudged, empty = spec.test_cases
+    assert (first.stdin, first.expected_stdout, first.comparison) == (
+        b"1 2\n",
+        b"3\n",
+        pb.COMPARISON_EXACT,
+    )
+    assert (second.stdin, second.expected_stdout, second.comparison) == (
+        NOT_UTF8,
+        b"x  \n",
+        pb.COMPARISON_IGNORE_TRAILING_WHITESPACE,
+    )
+    assert unjudged.stdin == b"unjudged" and not unjudged.HasField("expected_stdout")
+    # An empty expectation is still an expectation: the program must print nothing.
+    assert empty.HasField("expected_stdout") and empty.expected_stdout == b""
+
+
+def test_new_options_are_unset_by_default(fake: FakeServer, client: Client) -> None:
+    client.execute("python", "")
+    [spec] = fake.service.specs
+    assert not spec.HasField("compile_limits")
+    assert list(spec.output_files) == [] and list(spec.test_cases) == []
+
+
+def test_bad_new_options_are_refused_before_any_call(fake: FakeServer, client: Client) -> None:
+    with pytest.raises(TypeError, match="output_files"):
+        client.execute("python", "", output_files="result.txt")
+    with pytest.raises(TypeError, match="TestCase"):
+        client.execute("python", "", test_cases=[b"1 2"])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        client.execute("python", "", test_cases=[TestCase(comparison="fuzzy")])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.execute("python", "", stdinn=b"")  # type: ignore[call-arg]
+    assert fake.service.specs == []
+
+
+def test_stream_reports_stages_and_marks_their_output(fake: FakeServer, client: Client) -> None:
+    fake.service.runtimes.append(C_RUNTIME)
+    fake.service.script = staged_script()
+    with client.stream("c", "...", test_cases=[TestCase("1 2\n", "3\n")]) as stream:
+        events = list(stream)
+    assert events == EXPECTED_STAGED_STREAM
+    assert stream.result == EXPECTED_STAGED_STREAM[-1].result  # type: ignore[union-attr]
+    assert len(fake.service.specs[0].test_cases) == 1
+
+
+def test_an_event_this_sdk_does_not_know_is_skipped(fake: FakeServer, client: Client) -> None:
+    fake.service.script = [
+        pb.ExecuteStreamResponse(),  # no event set: what a newer kind looks like to us
+        pb.ExecuteStreamResponse(result=pb.ExecutionResult(status=pb.EXECUTION_STATUS_OK)),
+    ]
+    assert list(client.stream("python", "")) == [Finished(ExecutionResult(ExecutionStatus.OK))]
 
 
 def test_runtimes(client: Client) -> None:
@@ -357,6 +634,23 @@ async def test_async_stream_yields_events_in_order(fake: FakeServer) -> None:
         events = [event async for event in stream]
     assert events == expected_stream(EXPECTED_RESULT)
     assert stream.result == EXPECTED_RESULT
+
+
+async def test_async_execute_and_stream_with_stages(fake: FakeServer) -> None:
+    fake.service.runtimes.append(C_RUNTIME)
+    fake.service.result = STAGED_RESULT
+    fake.service.script = staged_script()
+    async with AsyncClient(fake.address) as client:
+        result = await client.execute(
+            "c", "...", compile_limits=Limits(wall_time=1), output_files=["out.txt"]
+        )
+        events = [event async for event in client.stream("c", "...", test_cases=[TestCase()])]
+    assert result == EXPECTED_STAGED
+    assert events == EXPECTED_STAGED_STREAM
+    first, second = fake.service.specs
+    assert first.compile_limits.wall_time == Duration(seconds=1)
+    assert list(first.output_files) == ["out.txt"]
+    assert len(second.test_cases) == 1 and not second.test_cases[0].HasField("expected_stdout")
 
 
 async def test_async_runtimes(fake: FakeServer) -> None:
