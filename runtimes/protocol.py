@@ -119,11 +119,17 @@ def _milliseconds(seconds: float) -> bytes:
     return _u64(math.ceil(seconds * 1000))
 
 
-def encode_request(files: Iterable[SourceFile], stages: Iterable[StagePlan]) -> bytes:
-    """The whole request, every stage's stdin included, ready to write to the container."""
+def encode_request(
+    files: Iterable[SourceFile], stages: Iterable[StagePlan], cpu_quota: float = 0.0
+) -> bytes:
+    """The whole request, every stage's stdin included, ready to write to the container.
+
+    `cpu_quota` is the sandbox's CPU quota in CPUs (0: unknown); it bounds the
+    CPU time a supervisor without cgroup files reads from /proc.
+    """
     file_list = list(files)
     stage_list = list(stages)
-    parts = [MAGIC, _u32(len(file_list))]
+    parts = [MAGIC, _u32(round(cpu_quota * 1000)), _u32(len(file_list))]
     for item in file_list:
         parts += [_blob32(item.path.encode()), _u32(item.mode), _u64(len(item.content))]
         parts.append(item.content)

@@ -31,13 +31,15 @@ BASE_ENV = {
     "TMPDIR": "/tmp",
     "LANG": "C.UTF-8",
 }
-# The supervisor and the kernel's own accounting need a couple of pids on top
-# of what the program is allowed.
-SUPERVISOR_PIDS = 2
+# The supervisor is one task on top of what the program is allowed.
+SUPERVISOR_PIDS = 1
 GVISOR = "runsc"
 # Host threads gVisor may need: its ptrace platform backs each sandbox process
 # with host stub processes and threads, and the sentry and gofer have their own.
-GVISOR_HOST_PIDS_PER_PROCESS = 8
+# Under a fork bomb the stubs keep growing (~150 a second here, even though the
+# bomb itself is held to RLIMIT_NPROC inside), so this backstop is what decides
+# how long a bomb can run before the sandbox dies (SECURITY.md).
+GVISOR_HOST_PIDS_PER_PROCESS = 16
 GVISOR_SENTRY_THREADS = 512
 
 
@@ -49,7 +51,7 @@ def container_config(
     # workspace is handed to the sandbox user by uid/gid rather than by mode.
     tmpfs_flags = "rw,nosuid,nodev"
     runtime = settings.runtime_for(spec.id)
-    pids_limit, ulimits = _process_limits(runtime, limits.max_processes + SUPERVISOR_PIDS)
+    pids_limit, ulimits = _process_limits(runtime, limits.max_processes)
     host_config: dict[str, object] = {
         "NetworkMode": "none",
         "ReadonlyRootfs": True,
@@ -59,6 +61,7 @@ def container_config(
             "/tmp": f"{tmpfs_flags},noexec,size={settings.tmp_bytes}",
         },
         "CapDrop": ["ALL"],
+        "CapAdd": _supervisor_caps(runtime),
         "SecurityOpt": ["no-new-privileges"],
         "PidsLimit": pids_limit,
         "Memory": limits.memory_bytes,
@@ -80,7 +83,7 @@ def container_config(
     return {
         "Image": spec.image,
         "Cmd": [SUPERVISOR],
-        "User": SANDBOX_USER,
+        "User": _supervisor_user(runtime),
         "WorkingDir": WORKDIR,
         "Env": [f"{key}={value}" for key, value in BASE_ENV.items()],
         "AttachStdin": True,
@@ -103,6 +106,20 @@ def _ulimit(name: str, value: int) -> dict[str, object]:
     return {"Name": name, "Soft": value, "Hard": value}
 
 
+def _supervisor_user(runtime: str) -> str:
+    """Under gVisor the supervisor starts as root to give the program a uid of
+    its own: gVisor honours neither PR_SET_DUMPABLE nor init's signal
+    protection, so a shared uid would let the program signal or open PID 1.
+    Under runc the kernel protects PID 1 and everything runs as 65534."""
+    return "0:0" if runtime == GVISOR else SANDBOX_USER
+
+
+def _supervisor_caps(runtime: str) -> list[str]:
+    """All the root supervisor needs to empty the bounding set and change uids;
+    it has none left once it has (every uid non-zero)."""
+    return ["SETPCAP", "SETUID", "SETGID"] if runtime == GVISOR else []
+
+
 def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, object]]]:
     """Where the process cap goes: (host pids-cgroup limit, extra ulimits).
 
@@ -114,9 +131,13 @@ def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, o
     would break the sandbox itself, so it only gets a backstop.
     """
     if runtime == GVISOR:
+        # RLIMIT_NPROC counts the tasks of the program's uid. gVisor charges a
+        # task to the uid it was created under: the program's first task,
+        # forked by the supervisor before it took the program's uid, is not
+        # counted, hence one less.
         host_pids = processes * GVISOR_HOST_PIDS_PER_PROCESS + GVISOR_SENTRY_THREADS
-        return host_pids, [_ulimit("nproc", processes)]
-    return processes, []
+        return host_pids, [_ulimit("nproc", max(processes - 1, 1))]
+    return processes + SUPERVISOR_PIDS, []
 
 
 def program_env(spec: LanguageSpec, requested: Mapping[str, str]) -> dict[str, str]:

@@ -163,7 +163,7 @@ class DockerSandbox:
         launched = await self._acquire(job)
         try:
             plans = plan_stages(job, program_env(job.language, job.env))
-            request = encode_request(job.files, plans)
+            request = encode_request(job.files, plans, self._settings.cpus)
             # Buffered whole: the transport sends it as the supervisor reads,
             # which it does stage by stage (each test case's stdin as it runs).
             with phase("deliver", **job_attributes(job), request_bytes=len(request)):

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,7 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,6 +53,8 @@
 #define CPU_POLL_MS 10             /* cgroup CPU sampling period */
 #define DRAIN_MS 500               /* longest wait for pipe EOF after the child exits */
 #define CG "/sys/fs/cgroup/"
+#define SANDBOX_ID 65534           /* uid and gid of the program */
+#define SUPERVISOR_UID 65533       /* our real and saved uid when started as root */
 
 enum { STAGE_GATE = 1, STAGE_FRESH = 2 }; /* stage flags, see PROTOCOL.md */
 
@@ -64,6 +73,7 @@ static int child_alive, child_status, killed;
 static struct rusage child_usage;
 static int sig_pipe[2] = {-1, -1};     /* SIGCHLD self-pipe */
 static size_t strings_total;           /* bytes of all request strings so far */
+static int own_uid;                    /* we hold a uid the program does not */
 
 static uint64_t now_us(void)
 {
@@ -308,6 +318,9 @@ static uint64_t proc_cpu_us(void)
     return hz > 0 ? ticks * 1000000u / (uint64_t)hz : 0;
 }
 
+static int cpu_from_proc;     /* no cgroup files: CPU time is summed from /proc */
+static uint32_t cpu_quota_milli; /* the sandbox's CPU quota, from the request; 0 unknown */
+
 static uint64_t cpu_usage_us(void)
 {
     char b[4096];
@@ -316,7 +329,25 @@ static uint64_t cpu_usage_us(void)
     if (slurp(CG "cpuacct/cpuacct.usage", b, sizeof b) == 0 ||
         slurp(CG "cpu,cpuacct/cpuacct.usage", b, sizeof b) == 0)
         return strtoull(b, NULL, 10) / 1000; /* ns */
+    cpu_from_proc = 1;
     return proc_cpu_us(); /* no cgroup files (e.g. gVisor): ask /proc */
+}
+
+/*
+ * CPU time used since a stage started (cpu0 at t0). gVisor's /proc counts a
+ * task that waits for the host CPU as running, so with more runnable tasks
+ * than the quota allows the sum runs ahead of the truth; no sandbox can use
+ * more than its quota times the wall time, so that bounds the reading.
+ */
+static uint64_t stage_cpu_us(uint64_t cpu0, uint64_t t0)
+{
+    uint64_t used = cpu_usage_us();
+    used = used > cpu0 ? used - cpu0 : 0;
+    if (cpu_from_proc && cpu_quota_milli) {
+        uint64_t most = (now_us() - t0) * cpu_quota_milli / 1000;
+        if (used > most) used = most;
+    }
+    return used;
 }
 
 /* The cgroup's peak memory so far (it only grows), or 0 if unknown. */
@@ -374,6 +405,77 @@ static uint64_t reap(void)
     }
 }
 
+/*
+ * Started as root (with nothing but CAP_SETUID, CAP_SETGID and CAP_SETPCAP),
+ * we first empty the capability bounding set, then give the
+ * program its uid and keep one of our own: real and saved uid 65533, the
+ * effective uid the program's (so files we write are its files and we may
+ * signal it). The program then can neither signal us nor open our /proc
+ * files (kill and ptrace access need its uid to match ours), even under a
+ * kernel that ignores PR_SET_DUMPABLE and init's signal protection (gVisor).
+ * Every uid being non-zero, we keep no capability at all.
+ */
+static void take_own_uid(void)
+{
+    if (getuid() != 0) return; /* started as the program's user: nothing to separate */
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
+            dprintf(2, "cb-supervisor: cannot drop capability %d: %s\n", cap, strerror(errno));
+            _exit(2);
+        }
+    if (setgroups(0, NULL) < 0 || setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID) < 0 ||
+        setresuid(SUPERVISOR_UID, SANDBOX_ID, SUPERVISOR_UID) < 0) {
+        dprintf(2, "cb-supervisor: cannot give up root: %s\n", strerror(errno));
+        _exit(2);
+    }
+    own_uid = 1;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/*
+ * A seccomp filter of our own, on top of whatever the engine installs, for
+ * what no program needs and the host kernel should not be asked for: io_uring
+ * (Docker 20.10's default profile allows it under runc) and new namespaces
+ * (gVisor allows unprivileged user namespaces, and with them raw sockets).
+ * clone3 passes its flags in memory the filter cannot read, so it is
+ * ENOSYS, which makes the C library fall back to clone, whose flags we check.
+ */
+#ifdef __x86_64__
+#define NAMESPACE_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
+                         CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
+#define DENY(nr, err) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+                      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err))
+#define DENY_FLAGS(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 3), \
+                       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])), \
+                       BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NAMESPACE_FLAGS, 0, 1), \
+                       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
+
+static int restrict_syscalls(void)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS), /* 32-bit entry points */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS), /* the x32 ABI */
+        DENY(__NR_io_uring_setup, EPERM),
+        DENY(__NR_io_uring_enter, EPERM),
+        DENY(__NR_io_uring_register, EPERM),
+        DENY(__NR_setns, EPERM),
+        DENY(__NR_clone3, ENOSYS),
+        DENY_FLAGS(__NR_unshare),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        DENY_FLAGS(__NR_clone),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof code / sizeof code[0]), code};
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+#else
+static int restrict_syscalls(void) { return 0; }
+#endif
+
 /* In the forked child: become the stage's command, or say why not and exit 127. */
 __attribute__((noreturn)) static void run_child(const int *in, const int *out, const int *err,
                                                 const struct stage *st)
@@ -384,6 +486,7 @@ __attribute__((noreturn)) static void run_child(const int *in, const int *out, c
     signal(SIGPIPE, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
     setpgid(0, 0);
+    if (own_uid && setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID) < 0) _exit(127);
     /* Our /proc files stay root's while we are non-dumpable; exec resets it anyway. */
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -394,6 +497,11 @@ __attribute__((noreturn)) static void run_child(const int *in, const int *out, c
     if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
     if (close_range(3, ~0u, 0) < 0) /* everything is O_CLOEXEC anyway */
         for (int i = 3; i < 4096; i++) close(i);
+    /* no_new_privs lets an unprivileged process install a filter (the engine sets it). */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || restrict_syscalls() < 0) {
+        dprintf(2, "cb-supervisor: cannot install the syscall filter: %s\n", strerror(errno));
+        _exit(127);
+    }
     if (st->cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
         struct rlimit rl;
         rl.rlim_cur = rl.rlim_max = (rlim_t)((st->cpu_ms + 999) / 1000 + 1);
@@ -538,9 +646,8 @@ static void run_stage(const struct stage *st, struct report *rep)
                 wall_hit = 1;
                 kill_all();
             } else if (st->cpu_ms && now >= next_cpu) {
-                uint64_t used = cpu_usage_us();
                 next_cpu = now + CPU_POLL_MS * 1000;
-                if (used > cpu0 && used - cpu0 >= st->cpu_ms * 1000) cpu_hit = 1, kill_all();
+                if (stage_cpu_us(cpu0, t0) >= st->cpu_ms * 1000) cpu_hit = 1, kill_all();
             }
         }
     }
@@ -551,10 +658,10 @@ static void run_stage(const struct stage *st, struct report *rep)
 
     /* Peak memory of this stage: the cgroup's peak if it was reached now,
      * else (or without cgroup files) the largest process of the stage. */
-    uint64_t cpu1 = cpu_usage_us(), oom1 = oom_kills(), peak1 = cgroup_peak();
+    uint64_t cpu_used = stage_cpu_us(cpu0, t0), oom1 = oom_kills(), peak1 = cgroup_peak();
     uint64_t rss = (uint64_t)child_usage.ru_maxrss * 1024u;
     rep->wall_us = t_exit - t0;
-    rep->cpu_us = cpu1 > cpu0 ? cpu1 - cpu0 : 0;
+    rep->cpu_us = cpu_used;
     rep->peak = peak1 > peak0 ? peak1 : rss;
     rep->ooms = oom1 > oom0 ? oom1 - oom0 : 0;
     rep->wall_hit = wall_hit, rep->cpu_hit = cpu_hit, rep->out_cut = so.cut, rep->err_cut = se.cut;
@@ -585,6 +692,7 @@ int main(void)
 {
     umask(022);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the program may not read /proc/1/fd or ptrace us */
+    take_own_uid();
     is_init = getpid() == 1;
     for (int fd = 0; fd < 3; fd++) /* so that no pipe can land on 0..2 */
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
@@ -601,6 +709,7 @@ int main(void)
     char magic[4];
     get_bytes(magic, 4);
     if (memcmp(magic, "CBX2", 4) != 0) fail("malformed request: bad magic");
+    cpu_quota_milli = get_u32();
     uint32_t n_files = get_u32(), n_stages;
     if (n_files > MAX_FILES) fail("malformed request: too many files (%" PRIu32 ")", n_files);
     for (uint32_t i = 0; i < n_files; i++) write_file();

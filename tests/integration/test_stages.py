@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
@@ -81,11 +82,9 @@ def test_compile_bomb_is_stopped_by_a_compile_limit(
 def test_compile_limits_that_belong_to_the_run_are_refused(
     stub: pb_grpc.ExecutionServiceStub,
 ) -> None:
-    import grpc
-
     with pytest.raises(grpc.RpcError) as caught:
         run(stub, "c", C_SUM, compile_limits=pb.ResourceLimits(memory_bytes=1 << 30))
-    error: grpc.Call = caught.value  # type: ignore[assignment]
+    error: grpc.Call = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "spec.compile_limits.memory_bytes" in (error.details() or "")
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from codebeaker.v1 import execution_pb2 as pb
-from tests.security.conftest import LANGUAGES, Sandbox, known_weakness, limits
+from tests.security.conftest import LANGUAGES, Sandbox, limits
 from tests.security.programs import BINARY, FORGED_FRAMES, PROGRAMS
 
 pytestmark = pytest.mark.docker
@@ -102,15 +102,6 @@ def test_forged_frames_are_just_output(sandbox: Sandbox, language: str, api: str
 def test_the_supervisors_own_stdout_is_out_of_reach(
     sandbox: Sandbox, runtime: str, language: str, request: pytest.FixtureRequest
 ) -> None:
-    known_weakness(
-        request,
-        runtime,
-        ["runsc"],
-        "gVisor does not honour PR_SET_DUMPABLE(0) for /proc/1/fd: the program (same uid "
-        "65534 as cb-supervisor) opens /proc/1/fd/1, the supervisor's stdout, writes a "
-        "forged exit report, and the call returns OK, exit 0, stdout 'forged\\n', "
-        "cpu_time 1us, instead of RUNTIME_ERROR 9 with 'refused 13' and 'real output'",
-    )
     result = sandbox.program("forge_through_init", language)
     assert result.status == pb.EXECUTION_STATUS_RUNTIME_ERROR, result
     assert result.exit_code == 9

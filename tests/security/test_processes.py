@@ -12,7 +12,7 @@ import time
 import pytest
 
 from codebeaker.v1 import execution_pb2 as pb
-from tests.security.conftest import LANGUAGES, RUNTIMES, Sandbox, known_weakness, limits
+from tests.security.conftest import LANGUAGES, Sandbox, limits
 
 pytestmark = pytest.mark.docker
 PROCESSES = 32
@@ -20,21 +20,7 @@ SLACK = 10.0
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_fork_bomb_is_contained(
-    sandbox: Sandbox, runtime: str, language: str, request: pytest.FixtureRequest
-) -> None:
-    if language == "python":
-        known_weakness(
-            request,
-            runtime,
-            ["runsc"],
-            "gVisor caps the bomb at RLIMIT_NPROC inside its kernel, but the host processes "
-            "behind it (ptrace-platform stubs) keep growing, ~150-200 a second for as long as "
-            "the bomb runs, until they hit the host pids cgroup (now max_processes * 8 + 512 = "
-            "768; dmesg: 'fork rejected by pids controller'); the whole sandbox dies with exit "
-            "code 2 before any report, and the call fails with INTERNAL instead of "
-            "TIME_LIMIT_EXCEEDED",
-        )
+def test_fork_bomb_is_contained(sandbox: Sandbox, language: str) -> None:
     started = time.monotonic()
     result = sandbox.program(
         "fork_bomb", language, limits=limits(wall=3, cpu=30, processes=PROCESSES)
@@ -46,18 +32,7 @@ def test_fork_bomb_is_contained(
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_thread_bomb_is_capped(
-    sandbox: Sandbox, runtime: str, language: str, request: pytest.FixtureRequest
-) -> None:
-    if language == "python":  # the one whose threads are all counted
-        known_weakness(
-            request,
-            runtime,
-            RUNTIMES,
-            "off by one: the program gets max_processes + 1 tasks (its main thread and 32 "
-            "more with max_processes=32), because the sandbox's cap is max_processes + "
-            "SUPERVISOR_PIDS (2) while the supervisor is a single task",
-        )
+def test_thread_bomb_is_capped(sandbox: Sandbox, language: str) -> None:
     result = sandbox.program(
         "thread_bomb", language, limits=limits(processes=PROCESSES, memory=1 << 30)
     )
@@ -66,6 +41,8 @@ def test_thread_bomb_is_capped(
     assert how == b"refused"
     threads = int(started) + 1  # the main thread counts too (and Node's own threads)
     assert 1 < threads <= PROCESSES
+    if language == "python":  # the one whose threads are all counted: exactly the cap
+        assert threads == PROCESSES, threads
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

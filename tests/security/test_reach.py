@@ -21,7 +21,7 @@ import pytest
 
 from codebeaker.runtimes.catalog import Catalog
 from tests.integration.conftest import SERVER_SECRET
-from tests.security.conftest import LANGUAGES, Sandbox, known_weakness
+from tests.security.conftest import LANGUAGES, Sandbox
 from tests.security.probes import ENGINE_PATHS
 
 pytestmark = pytest.mark.docker
@@ -63,15 +63,6 @@ def test_no_raw_or_packet_sockets(sandbox: Sandbox) -> None:
 def test_no_raw_sockets_even_in_a_user_namespace(
     sandbox: Sandbox, runtime: str, request: pytest.FixtureRequest
 ) -> None:
-    known_weakness(
-        request,
-        runtime,
-        ["runsc"],
-        "after unshare(CLONE_NEWUSER), which gVisor allows, the program creates AF_INET "
-        "SOCK_RAW and AF_PACKET sockets (gVisor checks CAP_NET_RAW against the new user "
-        "namespace, not the network namespace's owner); only loopback exists, so nothing "
-        "can leave, but EPERM is expected (runsc's --oci-seccomp would refuse the unshare)",
-    )
     report = sandbox.probe("raw_sockets_in_userns")
     assert report == {"unshare": "EPERM", "inet_raw_icmp": "EPERM", "packet_raw": "EPERM"}
 
