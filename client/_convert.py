@@ -8,6 +8,7 @@ public API.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -89,25 +90,32 @@ def build_spec(
     return spec
 
 
+def _outcome_fields(message: pb.ExecutionResult | pb.StageResult) -> dict[str, Any]:
+    """The fields a whole result and a stage's result share."""
+    return {
+        "status": _status_from_proto(message.status),
+        "exit_code": message.exit_code,
+        "signal": message.signal,
+        "stdout": message.stdout,
+        "stderr": message.stderr,
+        "stdout_truncated": message.stdout_truncated,
+        "stderr_truncated": message.stderr_truncated,
+        "wall_time": _seconds(message.wall_time),
+        "cpu_time": _seconds(message.cpu_time),
+        "peak_memory_bytes": message.peak_memory_bytes,
+        "message": message.message,
+        "limit_exceeded": _limit_from_proto(message.limit_exceeded),
+        "files": _files_from_proto(message.files),
+    }
+
+
 def result_from_proto(message: pb.ExecutionResult) -> ExecutionResult:
     return ExecutionResult(
-        status=_status_from_proto(message.status),
-        exit_code=message.exit_code,
-        signal=message.signal,
-        stdout=message.stdout,
-        stderr=message.stderr,
-        stdout_truncated=message.stdout_truncated,
-        stderr_truncated=message.stderr_truncated,
-        wall_time=_seconds(message.wall_time),
-        cpu_time=_seconds(message.cpu_time),
-        peak_memory_bytes=message.peak_memory_bytes,
         execution_id=message.execution_id,
-        message=message.message,
-        limit_exceeded=_limit_from_proto(message.limit_exceeded),
         compile=stage_from_proto(message.compile) if message.HasField("compile") else None,
-        files=_files_from_proto(message.files),
         test_cases=tuple(stage_from_proto(case) for case in message.test_cases),
         test_cases_passed=message.test_cases_passed,
+        **_outcome_fields(message),
     )
 
 
@@ -115,19 +123,7 @@ def stage_from_proto(message: pb.StageResult) -> StageResult:
     return StageResult(
         stage=_stage_from_proto(message.stage),
         test_case=message.test_case,
-        status=_status_from_proto(message.status),
-        exit_code=message.exit_code,
-        signal=message.signal,
-        stdout=message.stdout,
-        stderr=message.stderr,
-        stdout_truncated=message.stdout_truncated,
-        stderr_truncated=message.stderr_truncated,
-        wall_time=_seconds(message.wall_time),
-        cpu_time=_seconds(message.cpu_time),
-        peak_memory_bytes=message.peak_memory_bytes,
-        message=message.message,
-        limit_exceeded=_limit_from_proto(message.limit_exceeded),
-        files=_files_from_proto(message.files),
+        **_outcome_fields(message),
     )
 
 

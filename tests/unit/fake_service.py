@@ -182,3 +182,23 @@ def serve(service: FakeExecutionService) -> Iterator[str]:
     finally:
         # grace=None ends hanging calls at once, which releases their threads.
         server.stop(grace=None).wait()
+
+
+@dataclass
+class ScriptedService(FakeExecutionService):
+    """Streams exactly `script` (numbered here) when one is set, for events the
+    plain fake does not send; otherwise the plain fake."""
+
+    script: list[pb.ExecuteStreamResponse] = field(default_factory=list)
+
+    def ExecuteStream(
+        self, request: pb.ExecuteStreamRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExecuteStreamResponse]:
+        if not self.script:
+            yield from super().ExecuteStream(request, context)
+            return
+        self._accept(request.spec, context)
+        for sequence, message in enumerate(self.script, start=1):
+            numbered = pb.ExecuteStreamResponse(sequence=sequence)
+            numbered.MergeFrom(message)
+            yield numbered

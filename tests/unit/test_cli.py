@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -17,29 +17,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from codebeaker.client._cli_files import safe_target, sent_name
 from codebeaker.v1 import execution_pb2 as pb
-from tests.unit.fake_service import NOT_UTF8, Failure, FakeExecutionService, serve
+from tests.unit.fake_service import NOT_UTF8, Failure, ScriptedService, serve
 
 COMMAND = [sys.executable, "-m", "codebeaker.client.cli"]
-
-
-@dataclass
-class ScriptedService(FakeExecutionService):
-    """Streams exactly `script` (numbered here) when one is set, for events the
-    plain fake does not send; otherwise the plain fake."""
-
-    script: list[pb.ExecuteStreamResponse] = field(default_factory=list)
-
-    def ExecuteStream(
-        self, request: pb.ExecuteStreamRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.ExecuteStreamResponse]:
-        if not self.script:
-            yield from super().ExecuteStream(request, context)
-            return
-        self._accept(request.spec, context)
-        for sequence, message in enumerate(self.script, start=1):
-            numbered = pb.ExecuteStreamResponse(sequence=sequence)
-            numbered.MergeFrom(message)
-            yield numbered
 
 
 @dataclass

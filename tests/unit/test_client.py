@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import grpc
 import pytest
@@ -42,7 +42,7 @@ from codebeaker.client import (
     UnavailableError,
 )
 from codebeaker.v1 import execution_pb2 as pb
-from tests.unit.fake_service import NOT_UTF8, Failure, FakeExecutionService, serve
+from tests.unit.fake_service import NOT_UTF8, Failure, ScriptedService, serve
 
 ERRORS: list[tuple[grpc.StatusCode, type[CodeBeakerError]]] = [
     (grpc.StatusCode.INVALID_ARGUMENT, InvalidArgumentError),
@@ -89,26 +89,6 @@ EXPECTED_RESULT = ExecutionResult(
 class FakeServer:
     service: ScriptedService
     address: str
-
-
-@dataclass
-class ScriptedService(FakeExecutionService):
-    """Streams exactly `script` (numbered here) when one is set, for events the
-    plain fake does not send; otherwise the plain fake."""
-
-    script: list[pb.ExecuteStreamResponse] = field(default_factory=list)
-
-    def ExecuteStream(
-        self, request: pb.ExecuteStreamRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.ExecuteStreamResponse]:
-        if not self.script:
-            yield from super().ExecuteStream(request, context)
-            return
-        self._accept(request.spec, context)
-        for sequence, message in enumerate(self.script, start=1):
-            numbered = pb.ExecuteStreamResponse(sequence=sequence)
-            numbered.MergeFrom(message)
-            yield numbered
 
 
 C_RUNTIME = pb.Runtime(language="c", version="12", file_name="main.c", compiled=True)
