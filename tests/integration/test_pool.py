@@ -99,8 +99,9 @@ def test_requests_with_other_container_limits_get_their_own(pooled_server: Serve
     default = run(stub, "python", PROGRAMS["python"]["limits"]).stdout.split()
     limits = pb.ResourceLimits(memory_bytes=96 << 20, max_processes=10)
     custom = run(stub, "python", PROGRAMS["python"]["limits"], limits=limits).stdout.split()
-    assert default == [str(256 << 20).encode(), b"66"]
-    assert custom == [str(96 << 20).encode(), b"12"]
+    # The pids cap is the program's processes plus one for the supervisor.
+    assert default == [str(256 << 20).encode(), b"65"]
+    assert custom == [str(96 << 20).encode(), b"11"]
 
 
 def test_shutdown_drains_the_pool() -> None:
