@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import DockerSettings
+from codebeaker.runtimes.errors import UnknownLanguage
 from codebeaker.runtimes.limits import LimitPolicy
 from codebeaker.runtimes.model import Limits
 
@@ -87,6 +89,7 @@ class ServerConfig:
     output_files_cap: int = _opt(8 << 20, "bytes returned over all output files of a run", "size")
     pool_size: int = _opt(2, "started containers kept waiting per language; 0 disables the pool")
     pool_parallel: int = _opt(4, "container launches one language's pool runs at once")
+    pool_languages: str = _opt("", "languages that get a pool, e.g. python,c; empty: all")
     runtime: str = _opt("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
     language_runtimes: str = _opt("", "per-language runtime overrides, e.g. python=runsc,js=runc")
     instance: str = _opt("default", "owner label value; leftovers with it are removed at start")
@@ -113,6 +116,11 @@ class ServerConfig:
             ),
         )
 
+    def pool_language_ids(self) -> list[str]:
+        """`pool_languages` as canonical ids; an unknown name is a startup error."""
+        catalog = Catalog.load()
+        return [catalog.resolve(n).id for n in self.pool_languages.split(",") if n.strip()]
+
     def compile_policy(self) -> LimitPolicy:
         """Compile limits: their own time; memory, processes and output as a run's."""
         run = self.limit_policy()
@@ -136,6 +144,7 @@ class ServerConfig:
             tmp_bytes=self.tmp_size,
             pool_size=self.pool_size,
             pool_parallel=self.pool_parallel,
+            pool_languages=frozenset(self.pool_language_ids()),
         )
 
 
@@ -189,6 +198,10 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
         parse_assignments(config.language_runtimes)
     except ValueError as error:
         raise ValueError(f"language_runtimes: {error}") from None
+    try:
+        config.pool_language_ids()
+    except UnknownLanguage as error:
+        raise ValueError(f"pool_languages: {error}") from None
     if config.pool_size < 0 or config.pool_parallel < 1:
         raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
     return config

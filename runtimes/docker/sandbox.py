@@ -88,6 +88,7 @@ class DockerSandbox:
                 parallel=settings.pool_parallel,
             )
             for spec in catalog.specs()
+            if settings.pooled(spec.id)
         }
         self._teardowns: set[asyncio.Task[None]] = set()
         self._running = 0

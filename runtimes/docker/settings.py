@@ -31,6 +31,8 @@ class DockerSettings:
     open_files: int = 1024
     # Containers kept started and waiting, per language (0: launch per request).
     pool_size: int = 2
+    # Languages that get a pool (empty: all); the others launch per request.
+    pool_languages: frozenset[str] = frozenset()
     # Launches one language's pool runs at once (the engine serialises much of it).
     pool_parallel: int = 4
     # Threads for blocking Docker API calls (never run on the event loop).
@@ -39,6 +41,9 @@ class DockerSettings:
     wall_grace: float = 1.0
     # How long a teardown may take before we give up on it (logged).
     teardown_timeout: float = 30.0
+
+    def pooled(self, language: str) -> bool:
+        return not self.pool_languages or language in self.pool_languages
 
     def runtime_for(self, language: str) -> str:
         return self.language_runtimes.get(language, self.runtime)

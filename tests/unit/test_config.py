@@ -39,6 +39,7 @@ def test_sizes_take_suffixes() -> None:
         ([], {"CODEBEAKER_DEFAULT_MEMORY": "lots"}, "CODEBEAKER_DEFAULT_MEMORY"),
         (["--default-wall-time", "500", "--max-wall-time", "100"], {}, "wall_time"),
         (["--max-concurrency", "0"], {}, "max_concurrency"),
+        (["--pool-languages", "python,cobol"], {}, "pool_languages"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(
@@ -54,3 +55,12 @@ def test_readme_documents_every_setting() -> None:
         flag = "--" + config_field.name.replace("_", "-")
         env = "CODEBEAKER_" + config_field.name.upper()
         assert f"| `{flag}` | `{env}` |" in text, f"README lacks {flag}"
+
+
+def test_pool_languages_take_aliases_and_default_to_all() -> None:
+    assert parse_config(["--pool-languages", "py, c"], {}).docker_settings().pool_languages == {
+        "python",
+        "c",
+    }
+    everything = parse_config([], {}).docker_settings()
+    assert everything.pool_languages == frozenset() and everything.pooled("rust")
