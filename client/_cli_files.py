@@ -29,7 +29,7 @@ from codebeaker.client.types import (
 
 @dataclass(frozen=True)
 class Program:
-    """What `run` sends: one file as `source` (as before), or several as `files`."""
+    """What `run` sends: one file as `source` under its own name, or several as `files`."""
 
     first: Path
     source: bytes | None = None
@@ -52,8 +52,8 @@ def read_program(paths: Sequence[str], cwd: Path | None = None) -> Program:
     directory) when it lies under it, else under its base name.
     """
     first = Path(paths[0])
-    if len(paths) == 1:
-        return Program(first, source=read_file(first, "program"))
+    if len(paths) == 1:  # under its own name: errors cite it, Java finds its class
+        return Program(first, source=read_file(first, "program"), entrypoint=first.name)
     base = Path(os.path.abspath(cwd or Path.cwd()))
     files: list[File] = []
     sources: dict[str, str] = {}

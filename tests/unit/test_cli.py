@@ -440,12 +440,14 @@ def test_files_after_options_are_files_and_program_arguments_follow_dashes(
     assert b"unrecognized arguments: --bogus helper.h" in unknown.stderr
 
 
-def test_a_single_file_is_still_sent_as_the_source(fake: FakeServer, program: Path) -> None:
+def test_a_single_file_is_sent_as_the_source_under_its_name(
+    fake: FakeServer, program: Path
+) -> None:
     done = codebeaker("run", program, "--address", fake.address)
     assert done.returncode == 0, done.stderr
     [spec] = fake.service.specs
     assert spec.source == program.read_bytes()
-    assert list(spec.files) == [] and spec.entrypoint == ""
+    assert list(spec.files) == [] and spec.entrypoint == program.name
 
 
 def test_language_comes_from_the_first_files_extension(fake: FakeServer, tmp_path: Path) -> None:
