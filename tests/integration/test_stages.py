@@ -234,3 +234,29 @@ def test_stream_marks_compile_output_and_test_cases(stub: pb_grpc.ExecutionServi
     assert final.status == pb.EXECUTION_STATUS_WRONG_ANSWER
     assert final.test_cases_passed == 1
     assert final.compile.status == pb.EXECUTION_STATUS_OK
+
+
+def test_cases_that_leave_stdin_unread_do_not_shift_the_next_ones(
+    stub: pb_grpc.ExecutionServiceStub,
+) -> None:
+    # Each case reads one line and leaves the rest (1 MiB for the first two)
+    # unread; the next case's stdin must still start where it should, and
+    # each case gets its own output files.
+    program = (
+        "import sys\n"
+        "line = sys.stdin.readline()\n"
+        "open('out.txt', 'w').write(line)\n"
+        "print(line.strip()[:20])\n"
+    )
+    big = b"x" * (1 << 20)
+    cases = [
+        pb.TestCase(stdin=b"first\n" + big, expected_stdout=b"first\n"),
+        pb.TestCase(stdin=b"second\n" + big, expected_stdout=b"second\n"),
+        pb.TestCase(stdin=b"third\n", expected_stdout=b"third\n"),
+    ]
+    result = run(stub, "python", program, test_cases=cases, output_files=["out.txt"])
+    assert [c.status for c in result.test_cases] == [pb.EXECUTION_STATUS_ACCEPTED] * 3, [
+        (c.stdout, c.stderr) for c in result.test_cases
+    ]
+    assert [c.files[0].content for c in result.test_cases] == [b"first\n", b"second\n", b"third\n"]
+    assert not result.files  # with test cases, files are per case
