@@ -31,7 +31,7 @@ from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from codebeaker.runtimes.errors import CapacityExhausted, InvalidRequest
-from codebeaker.runtimes.model import Job, Limits, Outcome
+from codebeaker.runtimes.model import Finished, Job, Limits, Outcome
 
 PREFIX = "codebeaker."
 """Every attribute a phase sets is named `codebeaker.<key>` on its span."""
@@ -178,6 +178,19 @@ def limit_attributes(limits: Limits) -> dict[str, AttributeValue]:
         "limits.max_processes": limits.max_processes,
         "limits.max_output_bytes": limits.max_output_bytes,
     }
+
+
+def finished_attributes(finished: Finished) -> dict[str, AttributeValue]:
+    """The run span's result: the summary, the compile's, and the test cases' tally."""
+    attributes = outcome_attributes(finished.outcome)
+    if finished.compile is not None:
+        compiled = finished.compile.outcome
+        attributes["compile.status"] = compiled.verdict.value
+        attributes["compile.wall_time"] = compiled.wall_time
+    if finished.test_cases:
+        attributes["test_cases"] = len(finished.test_cases)
+        attributes["test_cases.passed"] = finished.test_cases_passed
+    return attributes
 
 
 def outcome_attributes(outcome: Outcome) -> dict[str, AttributeValue]:

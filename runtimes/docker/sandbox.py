@@ -40,9 +40,9 @@ from codebeaker.runtimes.protocol import (
 from codebeaker.runtimes.relay import StageTracker
 from codebeaker.runtimes.telemetry import (
     background_phase,
+    finished_attributes,
     job_attributes,
     limit_attributes,
-    outcome_attributes,
     phase,
 )
 from codebeaker.runtimes.verdict import killed_outcome
@@ -176,7 +176,7 @@ class DockerSandbox:
                 ) as run:
                     async for event in events:
                         if isinstance(event, Finished):
-                            run.set(**outcome_attributes(event.outcome))
+                            run.set(**finished_attributes(event))
                             break
                         yield event
                     else:

@@ -12,6 +12,15 @@ from opentelemetry.trace import StatusCode
 
 from codebeaker.runtimes import telemetry
 from codebeaker.runtimes.errors import CapacityExhausted, InvalidRequest, SandboxFailure
+from codebeaker.runtimes.model import (
+    COMPILE_STAGE,
+    Finished,
+    Outcome,
+    Stage,
+    StageKind,
+    StageResult,
+    Verdict,
+)
 from codebeaker.runtimes.telemetry import (
     PhaseRecord,
     annotate,
@@ -134,3 +143,14 @@ def test_without_an_sdk_phases_are_no_ops_that_still_report_durations(
         running.set(status="ok")
         assert not running.origin.is_valid
     assert [r.name for r in observer.records] == ["run"]
+
+
+def test_run_span_attributes_sum_up_compile_and_test_cases() -> None:
+    ok = Outcome(Verdict.OK, 0, 0, 0.25, 0.2, 1 << 20, False, False)
+    cases = tuple(StageResult(Stage(StageKind.RUN, n), ok) for n in (1, 2, 3))
+    finished = Finished(ok, StageResult(COMPILE_STAGE, ok), (), cases, 2)
+    attributes = telemetry.finished_attributes(finished)
+    assert attributes["status"] == "ok"
+    assert attributes["compile.status"] == "ok" and attributes["compile.wall_time"] == 0.25
+    assert (attributes["test_cases"], attributes["test_cases.passed"]) == (3, 2)
+    assert "compile.status" not in telemetry.finished_attributes(Finished(ok))
