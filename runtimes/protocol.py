@@ -37,6 +37,8 @@ _FRAME_HEADER = struct.Struct(">BI")
 _FILE_HEADER = struct.Struct(">BBQ")
 GATE = 1  # stage flag: later stages run only if this one succeeds (a compile)
 FRESH = 2  # stage flag: start from the files as the first FRESH stage found them
+PAUSE = 4  # stage flag: wait for the server's go-on byte (GO) before the next stage
+GO = b"G"
 
 
 class FrameType(enum.Enum):
@@ -88,7 +90,10 @@ def plan_stages(job: Job, env: Mapping[str, str]) -> tuple[StagePlan, ...]:
     stages: list[StagePlan] = []
     if job.language.compiled:
         limits = job.compile_limits or job.limits
-        stages.append(StagePlan(COMPILE_STAGE, job.compile_argv(), env, limits, flags=GATE))
+        # A compile with a memory limit of its own runs in a sandbox sized for
+        # it; the server lowers it to the run's in the pause that follows.
+        flags = GATE | (PAUSE if limits.memory_bytes != job.limits.memory_bytes else 0)
+        stages.append(StagePlan(COMPILE_STAGE, job.compile_argv(), env, limits, flags=flags))
     run = functools.partial(StagePlan, argv=job.argv(), env=env, limits=job.limits)
     if not job.test_cases:
         stages.append(run(RUN_STAGE, stdin=job.stdin, outputs=job.output_files))
@@ -121,8 +126,10 @@ def _milliseconds(seconds: float) -> bytes:
 
 def encode_request(
     files: Iterable[SourceFile], stages: Iterable[StagePlan], cpu_quota: float = 0.0
-) -> bytes:
-    """The whole request, every stage's stdin included, ready to write to the container.
+) -> tuple[bytes, bytes]:
+    """The whole request, every stage's stdin included, ready to write to the
+    container: what to send at once, and what to send once a PAUSE stage has
+    succeeded and the server has done its part (empty without a pause).
 
     `cpu_quota` is the sandbox's CPU quota in CPUs (0: unknown); it bounds the
     CPU time a supervisor without cgroup files reads from /proc.
@@ -146,8 +153,12 @@ def encode_request(
         parts += _strings(p.encode() for p in plan.outputs.patterns)
         parts += [_u64(plan.outputs.file_cap), _u64(plan.outputs.total_cap)]
         parts.append(_u64(len(plan.stdin)))
-    parts += [plan.stdin for plan in stage_list]
-    return b"".join(parts)
+    later: list[bytes] = []
+    for plan in stage_list:
+        (later if later else parts).append(plan.stdin)
+        if plan.flags & PAUSE:
+            later.append(GO)
+    return b"".join(parts), b"".join(later)
 
 
 _FILE_STATUS = {

@@ -1,7 +1,8 @@
 """The supervisor's frames, stage by stage, as the sandbox's events.
 
 Frames arrive per stage: S (started), output, output files (H then D...), X
-(the stage's report); E ends the request. `StageTracker` knows which stage
+(the stage's report); E ends the request. After a PAUSE stage that succeeded,
+`pause_due` tells the sandbox to do its part and send the go-on. `StageTracker` knows which stage
 each frame belongs to, turns reports into judged stage results (via
 `ResultBuilder`) and makes the final Finished event, also when the sandbox
 was cut short mid-stage by the server's clock or an OOM kill of the whole
@@ -25,8 +26,10 @@ from codebeaker.runtimes.model import (
     StageFinished,
     Started,
     Stream,
+    Verdict,
 )
 from codebeaker.runtimes.protocol import (
+    PAUSE,
     Frame,
     FrameType,
     StagePlan,
@@ -46,6 +49,8 @@ class StageTracker:
         self._files: list[tuple[OutputFile, bytearray]] = []
         self._started = False
         self.done = False
+        # A PAUSE stage succeeded: the supervisor waits for the server's go-on.
+        self.pause_due = False
 
     @property
     def plan(self) -> StagePlan:
@@ -93,8 +98,10 @@ class StageTracker:
         found = (replace(header, content=bytes(data)) for header, data in self._files)
         files = tuple(sorted(found, key=lambda f: f.path))
         self._files = []
-        stage = self.plan.stage
-        result = self._builder.stage_ended(stage, outcome, files)
+        plan = self.plan
+        result = self._builder.stage_ended(plan.stage, outcome, files)
+        self.pause_due = bool(plan.flags & PAUSE) and result.outcome.verdict is Verdict.OK
         self._index += 1
+        stage = plan.stage
         if stage != RUN_STAGE:  # a plain run is reported by Finished alone
             yield StageFinished(result)

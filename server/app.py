@@ -60,6 +60,11 @@ class Application:
             compile_policy=config.compile_policy(),
             max_test_cases=config.max_test_cases,
             output_file_caps=(config.output_file_cap, config.output_files_cap),
+            fixed_memory_languages=frozenset(
+                spec.id
+                for spec in catalog.specs()
+                if not config.docker_settings().resizable(spec.id)
+            ),
         )
         self.admission = Admission(config.max_concurrency, config.admission_wait)
         self.metrics = Metrics()

@@ -48,6 +48,9 @@ class RequestRules:
     compile_policy: LimitPolicy | None = None  # None: compiles get the run's limits
     max_test_cases: int = 256
     output_file_caps: tuple[int, int] = (1 << 20, 8 << 20)  # per file, per run
+    # Languages whose sandbox cannot change its memory limit once started
+    # (gVisor): their compile shares the run's memory limit.
+    fixed_memory_languages: frozenset[str] = frozenset()
 
 
 def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
@@ -73,24 +76,37 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
         args=_args(spec.args),
         env=MappingProxyType(_env(spec.env)),
         request_id=_request_id(spec.request_id),
-        compile_limits=_compile_limits(spec, limits, rules) if language.compiled else None,
+        compile_limits=_compile_limits(spec, language.id, limits, rules)
+        if language.compiled
+        else None,
         output_files=_output_files(spec.output_files, rules),
         test_cases=_test_cases(spec, rules),
     )
 
 
-def _compile_limits(spec: pb.ExecutionSpec, limits: Limits, rules: RequestRules) -> Limits:
-    """The compile's own time and output limits; memory and processes are the run's."""
+def _compile_limits(
+    spec: pb.ExecutionSpec, language: str, limits: Limits, rules: RequestRules
+) -> Limits:
+    """The compile's own time, output and memory limits; processes are the run's.
+
+    Unset, the compile's memory limit is the run's.
+    """
     requested = _limits("spec.compile_limits", spec.compile_limits)
-    for name in ("memory_bytes", "max_processes"):
-        if getattr(requested, name) is not None:
-            raise InvalidRequest(
-                f"spec.compile_limits.{name}",
-                "the compile shares the sandbox with the run: set it in spec.limits",
-            )
+    if requested.max_processes is not None:
+        raise InvalidRequest(
+            "spec.compile_limits.max_processes",
+            "the compile shares the sandbox's process cap with the run: set spec.limits",
+        )
+    if requested.memory_bytes is not None and language in rules.fixed_memory_languages:
+        raise InvalidRequest(
+            "spec.compile_limits.memory_bytes",
+            f"{language} runs under gVisor, whose sandbox cannot change its memory limit: "
+            "the compile shares spec.limits.memory_bytes",
+        )
     policy = rules.compile_policy or rules.policy
     resolved = policy.resolve(requested, prefix="spec.compile_limits")
-    return replace(resolved, memory_bytes=limits.memory_bytes, max_processes=limits.max_processes)
+    memory = limits.memory_bytes if requested.memory_bytes is None else resolved.memory_bytes
+    return replace(resolved, memory_bytes=memory, max_processes=limits.max_processes)
 
 
 def _output_files(patterns: Sequence[str], rules: RequestRules) -> OutputFiles:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from codebeaker.runtimes.catalog import LanguageSpec
 from codebeaker.runtimes.docker.settings import (
     EXECUTION_LABEL,
+    GVISOR,
     LANGUAGE_LABEL,
     OWNER_LABEL,
     DockerSettings,
@@ -33,7 +34,6 @@ BASE_ENV = {
 }
 # The supervisor is one task on top of what the program is allowed.
 SUPERVISOR_PIDS = 1
-GVISOR = "runsc"
 # Host threads gVisor may need: its ptrace platform backs each sandbox process
 # with host stub processes and threads, and the sentry and gofer have their own.
 # Under a fork bomb the stubs keep growing (~150 a second here, even though the

@@ -117,6 +117,14 @@ class Engine:
                     raise
                 await asyncio.sleep(REMOVE_RETRY_DELAY * attempt)
 
+    async def set_memory(self, container_id: str, memory_bytes: int) -> None:
+        """Change a running container's memory limit (swap stays off)."""
+        await self._call(
+            lambda api: api.update_container(
+                container_id, mem_limit=memory_bytes, memswap_limit=memory_bytes
+            )
+        )
+
     async def state(self, container_id: str) -> ContainerState:
         info = await self._call(lambda api: api.inspect_container(container_id))
         state = info.get("State", {})

@@ -72,6 +72,14 @@ def _container_limits(limits: Limits) -> tuple[int, int]:
     return limits.memory_bytes, limits.max_processes
 
 
+def _sandbox_limits(job: Job) -> Limits:
+    """The limits the sandbox starts with: the run's, or, for a compile with a
+    memory limit of its own, that one (changed to the run's after the compile)."""
+    if job.compile_limits is None or job.compile_limits.memory_bytes == job.limits.memory_bytes:
+        return job.limits
+    return replace(job.limits, memory_bytes=job.compile_limits.memory_bytes)
+
+
 class DockerSandbox:
     def __init__(self, catalog: Catalog, settings: DockerSettings, pool_limits: Limits) -> None:
         self._catalog = catalog
@@ -164,12 +172,12 @@ class DockerSandbox:
         launched = await self._acquire(job)
         try:
             plans = plan_stages(job, program_env(job.language, job.env))
-            request = encode_request(job.files, plans, self._settings.cpus)
+            request, after_pause = encode_request(job.files, plans, self._settings.cpus)
             # Buffered whole: the transport sends it as the supervisor reads,
             # which it does stage by stage (each test case's stdin as it runs).
             with phase("deliver", **job_attributes(job), request_bytes=len(request)):
                 launched.attach.writer.write(request)
-            relay = self._relay(launched, job, plans)
+            relay = self._relay(launched, job, plans, after_pause)
             async with contextlib.aclosing(relay) as events:
                 with phase(
                     "run", **job_attributes(job), **limit_attributes(job.limits), stages=len(plans)
@@ -191,12 +199,13 @@ class DockerSandbox:
 
     async def _acquire(self, job: Job) -> Launched:
         pool = self.pools.get(job.language.id)
-        if pool and _container_limits(job.limits) == _container_limits(self._pool_limits):
+        limits = _sandbox_limits(job)
+        if pool and _container_limits(limits) == _container_limits(self._pool_limits):
             with phase("acquire", **job_attributes(job)) as acquiring:
                 launched = await pool.acquire()
                 acquiring.link(launched.origin)
                 return launched
-        return await self._launch(job.language, job.limits, job.execution_id)
+        return await self._launch(job.language, limits, job.execution_id)
 
     async def _launch(self, spec: LanguageSpec, limits: Limits, label: str) -> Launched:
         # A pool's launch belongs to no request: its own trace, linked from its user's.
@@ -223,7 +232,7 @@ class DockerSandbox:
         self._schedule_teardown(launched.container_id, launched.attach)
 
     async def _relay(
-        self, launched: Launched, job: Job, plans: tuple[StagePlan, ...]
+        self, launched: Launched, job: Job, plans: tuple[StagePlan, ...], after_pause: bytes
     ) -> AsyncGenerator[Event, None]:
         """Supervisor frames -> events, each stage under the server's own wall clock."""
         attach = launched.attach
@@ -263,8 +272,17 @@ class DockerSandbox:
                         deadline = stage_began + stages.next_wall_time(frame.type) + grace
                     for event in stages.feed(frame):
                         yield event
+                    if stages.pause_due:
+                        stages.pause_due = False
+                        await self._lower_memory(launched, job)
+                        attach.writer.write(after_pause)
                     if stages.done:
                         return
+
+    async def _lower_memory(self, launched: Launched, job: Job) -> None:
+        """After a compile with its own memory limit: the run's from now on."""
+        with phase("resize", **job_attributes(job), memory_bytes=job.limits.memory_bytes):
+            await self._engine.set_memory(launched.container_id, job.limits.memory_bytes)
 
     async def _unreported_end(self, launched: Launched, limits: Limits, elapsed: float) -> Outcome:
         """The sandbox died before its supervisor reported: only an OOM kill of

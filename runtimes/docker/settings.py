@@ -12,6 +12,7 @@ from codebeaker.runtimes.limits import MIB
 OWNER_LABEL = "io.codebeaker.owner"
 EXECUTION_LABEL = "io.codebeaker.execution"
 LANGUAGE_LABEL = "io.codebeaker.language"
+GVISOR = "runsc"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class DockerSettings:
 
     def pooled(self, language: str) -> bool:
         return not self.pool_languages or language in self.pool_languages
+
+    def resizable(self, language: str) -> bool:
+        """Whether a started sandbox's memory limit can change (runsc cannot)."""
+        return self.runtime_for(language) != GVISOR
 
     def runtime_for(self, language: str) -> str:
         return self.language_runtimes.get(language, self.runtime)

@@ -56,7 +56,7 @@
 #define SANDBOX_ID 65534           /* uid and gid of the program */
 #define SUPERVISOR_UID 65533       /* our real and saved uid when started as root */
 
-enum { STAGE_GATE = 1, STAGE_FRESH = 2 }; /* stage flags, see PROTOCOL.md */
+enum { STAGE_GATE = 1, STAGE_FRESH = 2, STAGE_PAUSE = 4 }; /* stage flags, see PROTOCOL.md */
 
 struct stage {
     uint32_t flags;
@@ -735,6 +735,11 @@ int main(void)
         collect_outputs(st->patterns, st->n_patterns, st->file_cap, st->files_cap);
         send_report(&rep);
         if ((st->flags & STAGE_GATE) && !succeeded(&rep)) break;
+        if (st->flags & STAGE_PAUSE) { /* the server changes the sandbox, then says go on */
+            char go;
+            get_bytes(&go, 1);
+            if (go != 'G') break;
+        }
     }
     send_frame('E', NULL, 0);
     return 0;

@@ -100,6 +100,13 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     stop_server(running)
 
 
+@pytest.fixture
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The OCI runtime of the `server` this test runs against: runc or runsc."""
+    kind: str = request.node.callspec.params["server"]
+    return kind.split("-")[0]
+
+
 @pytest.fixture(scope="session")
 def stub(server: Server) -> pb_grpc.ExecutionServiceStub:
     return server.stub()

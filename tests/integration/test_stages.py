@@ -83,10 +83,59 @@ def test_compile_limits_that_belong_to_the_run_are_refused(
     stub: pb_grpc.ExecutionServiceStub,
 ) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        run(stub, "c", C_SUM, compile_limits=pb.ResourceLimits(memory_bytes=1 << 30))
+        run(stub, "c", C_SUM, compile_limits=pb.ResourceLimits(max_processes=3))
     error: grpc.Call = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "spec.compile_limits.memory_bytes" in (error.details() or "")
+    assert "spec.compile_limits.max_processes" in (error.details() or "")
+
+
+HOG = b"""#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+int main(void) {
+    char *p = malloc(200 << 20);
+    memset(p, 1, 200 << 20);
+    long sum = 0;  /* read it back, or the compiler drops the allocation */
+    for (long i = 0; i < (200 << 20); i += 4096) sum += p[i];
+    printf("allocated %ld\\n", sum);
+    return 0;
+}
+"""
+
+
+def test_the_compile_has_a_memory_limit_of_its_own(
+    stub: pb_grpc.ExecutionServiceStub, runtime: str
+) -> None:
+    # A 48 MiB compile limit stops g++ compiling <iostream>-heavy code, while
+    # the run keeps 256 MiB; and a 512 MiB compile leaves the run at 64 MiB,
+    # where a 200 MiB allocation is the kernel's OOM kill.
+    tight = pb.ResourceLimits(memory_bytes=48 << 20)
+    heavy = (
+        b'#include <bits/stdc++.h>\nint main() { std::cout << std::regex("a+").mark_count(); }\n'
+    )
+    if runtime == "runsc":
+        with pytest.raises(grpc.RpcError) as caught:
+            run(stub, "cpp", heavy, compile_limits=tight)
+        error: grpc.Call = caught.value
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "gVisor" in (error.details() or "")
+        return
+    starved = run(stub, "cpp", heavy, compile_limits=tight)
+    assert starved.status == pb.EXECUTION_STATUS_COMPILE_ERROR
+    assert starved.compile.status == pb.EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED, starved.compile
+    roomy = pb.ResourceLimits(memory_bytes=512 << 20)
+    result = run(
+        stub, "c", HOG, compile_limits=roomy, limits=pb.ResourceLimits(memory_bytes=64 << 20)
+    )
+    assert result.compile.status == pb.EXECUTION_STATUS_OK
+    assert result.status == pb.EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED, result
+    # And the other way: a small compile, then the run's larger limit.
+    small = pb.ResourceLimits(memory_bytes=128 << 20)
+    raised = run(
+        stub, "c", HOG, compile_limits=small, limits=pb.ResourceLimits(memory_bytes=384 << 20)
+    )
+    assert raised.status == pb.EXECUTION_STATUS_OK, raised
+    assert raised.stdout.startswith(b"allocated ")
 
 
 def judge_cases(wrong: int) -> list[pb.TestCase]:

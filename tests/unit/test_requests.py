@@ -3,6 +3,8 @@ INVALID_ARGUMENT naming its field, before anything starts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from codebeaker.runtimes.catalog import Catalog
@@ -124,3 +126,20 @@ def test_compile_limits_only_for_compiled_languages_and_only_their_own() -> None
     assert job.compile_argv()[0] == "gcc" and "main.c" in job.compile_argv()
     interpreted = build_job(pb.ExecutionSpec(language="python", source=b"pass"), RULES)
     assert interpreted.compile_limits is None and interpreted.compile_argv() == ()
+
+
+def test_compile_memory_of_its_own_unless_the_sandbox_cannot_resize() -> None:
+    spec = pb.ExecutionSpec(
+        language="c",
+        source=b"int main(void){}",
+        limits=pb.ResourceLimits(memory_bytes=64 << 20),
+        compile_limits=pb.ResourceLimits(memory_bytes=512 << 20),
+    )
+    job = build_job(spec, RULES)
+    assert job.compile_limits is not None and job.compile_limits.memory_bytes == 512 << 20
+    assert job.limits.memory_bytes == 64 << 20
+    gvisor = replace(RULES, fixed_memory_languages=frozenset({"c"}))
+    with pytest.raises(InvalidRequest) as caught:
+        build_job(spec, gvisor)
+    assert caught.value.field == "spec.compile_limits.memory_bytes"
+    assert "gVisor" in str(caught.value)

@@ -4,6 +4,7 @@ back as events (pure logic; the real supervisor is exercised in integration)."""
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -31,6 +32,7 @@ from codebeaker.runtimes.model import (
 from codebeaker.runtimes.protocol import (
     FRESH,
     GATE,
+    PAUSE,
     Frame,
     FrameType,
     encode_request,
@@ -105,9 +107,32 @@ def test_compiled_program_with_cases_gates_on_its_compile_and_restores_per_case(
 def test_request_puts_every_stages_stdin_after_all_headers() -> None:
     cases = (TestCase(b"first"), TestCase(b"second"))
     job = job_for("python", cases)
-    request = encode_request(job.files, plan_stages(job, {}))
+    request, after_pause = encode_request(job.files, plan_stages(job, {}))
     assert request.startswith(b"CBX2")
-    assert request.endswith(b"firstsecond")
+    assert request.endswith(b"firstsecond") and after_pause == b""
+
+
+def test_a_compile_with_its_own_memory_pauses_before_the_runs() -> None:
+    job = replace(
+        job_for("c", (TestCase(b"one"), TestCase(b"two"))),
+        compile_limits=replace(LIMITS, memory_bytes=LIMITS.memory_bytes * 2),
+    )
+    plans = plan_stages(job, {})
+    assert plans[0].flags == GATE | PAUSE
+    request, after_pause = encode_request(job.files, plans)
+    assert b"one" not in request  # the cases' stdin waits for the go-on
+    assert after_pause == b"Gonetwo"
+    tracker = StageTracker(job, plans)
+    list(tracker.feed(frame(FrameType.STARTED)))
+    list(tracker.feed(report()))
+    assert tracker.pause_due  # the compile succeeded: the server's turn
+
+
+def test_no_pause_after_a_failed_compile() -> None:
+    job = replace(job_for("c"), compile_limits=replace(LIMITS, memory_bytes=1))
+    tracker = StageTracker(job, plan_stages(job, {}))
+    list(tracker.feed(report(exit_code=1)))
+    assert not tracker.pause_due
 
 
 def run_frames(job: Job, frames: list[Frame]) -> list[object]:

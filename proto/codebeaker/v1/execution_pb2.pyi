@@ -341,9 +341,11 @@ class ExecutionSpec(_message.Message):
     @_builtins.property
     def compile_limits(self) -> Global___ResourceLimits:
         """Limits of the compile stage of a compiled language: wall_time, cpu_time
-        and max_output_bytes (unset: the server's compile defaults). The compile
-        runs in the same sandbox as the program, so memory_bytes and
-        max_processes come from `limits` and must be left unset here.
+        and max_output_bytes (unset: the server's compile defaults), and
+        memory_bytes (unset: the run's; refused for languages under gVisor, whose
+        sandbox cannot change its memory limit). The compile runs in the same
+        sandbox as the program, so max_processes comes from `limits` and must be
+        left unset here.
         """
 
     @_builtins.property
