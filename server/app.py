@@ -45,6 +45,12 @@ _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def _fixed_memory_languages(config: ServerConfig, catalog: Catalog) -> frozenset[str]:
+    """Languages whose sandbox cannot change its memory limit once started."""
+    settings = config.docker_settings(catalog)
+    return frozenset(spec.id for spec in catalog.specs() if not settings.resizable(spec.id))
+
+
 class Application:
     """One server instance; `start` binds (port 0 allowed), `stop` drains."""
 
@@ -60,11 +66,7 @@ class Application:
             compile_policy=config.compile_policy(),
             max_test_cases=config.max_test_cases,
             output_file_caps=(config.output_file_cap, config.output_files_cap),
-            fixed_memory_languages=frozenset(
-                spec.id
-                for spec in catalog.specs()
-                if not config.docker_settings().resizable(spec.id)
-            ),
+            fixed_memory_languages=_fixed_memory_languages(config, catalog),
         )
         self.admission = Admission(config.max_concurrency, config.admission_wait)
         self.metrics = Metrics()

@@ -6,14 +6,11 @@ import argparse
 import asyncio
 import os
 import sys
-from dataclasses import replace
-from types import MappingProxyType
 
 from opentelemetry import trace
 
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import DockerSandbox
-from codebeaker.runtimes.errors import InvalidRequest
 from codebeaker.server import logs, tracing
 from codebeaker.server.app import serve
 from codebeaker.server.config import add_arguments, build_config
@@ -38,13 +35,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logs.configure(config.log_level, config.log_format)
     catalog = Catalog.load()
-    settings = config.docker_settings()
-    try:
-        overrides = {catalog.resolve(k).id: v for k, v in settings.language_runtimes.items()}
-    except InvalidRequest as error:
-        print(f"codebeaker serve: --language-runtimes: {error.problem}", file=sys.stderr)
-        return 2
-    settings = replace(settings, language_runtimes=MappingProxyType(overrides))
+    settings = config.docker_settings(catalog)  # build_config checked its names
     sandbox = DockerSandbox(catalog, settings, config.limit_policy().default)
     if provider is not None:
         trace.set_tracer_provider(provider)

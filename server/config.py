@@ -116,11 +116,6 @@ class ServerConfig:
             ),
         )
 
-    def pool_language_ids(self) -> list[str]:
-        """`pool_languages` as canonical ids; an unknown name is a startup error."""
-        catalog = Catalog.load()
-        return [catalog.resolve(n).id for n in self.pool_languages.split(",") if n.strip()]
-
     def compile_policy(self) -> LimitPolicy:
         """Compile limits: their own time; memory, processes and output as a run's."""
         run = self.limit_policy()
@@ -133,18 +128,33 @@ class ServerConfig:
             ),
         )
 
-    def docker_settings(self) -> DockerSettings:
+    def docker_settings(self, catalog: Catalog) -> DockerSettings:
+        """The sandbox's settings, language names resolved to the catalog's ids
+        (an unknown one is a ValueError naming the setting)."""
+        try:
+            runtimes = {
+                catalog.resolve(name).id: runtime
+                for name, runtime in parse_assignments(self.language_runtimes).items()
+            }
+        except ValueError as error:
+            raise ValueError(f"language_runtimes: {error}") from None
+        except UnknownLanguage as error:
+            raise ValueError(f"language_runtimes: {error.problem}") from None
+        try:
+            pooled = {catalog.resolve(n).id for n in self.pool_languages.split(",") if n.strip()}
+        except UnknownLanguage as error:
+            raise ValueError(f"pool_languages: {error.problem}") from None
         return DockerSettings(
             docker_host=self.docker_host or DockerSettings.host_from_env(),
             runtime=self.runtime,
-            language_runtimes=MappingProxyType(parse_assignments(self.language_runtimes)),
+            language_runtimes=MappingProxyType(runtimes),
             instance=self.instance,
             cpus=self.sandbox_cpus,
             workspace_bytes=self.workspace_size,
             tmp_bytes=self.tmp_size,
             pool_size=self.pool_size,
             pool_parallel=self.pool_parallel,
-            pool_languages=frozenset(self.pool_language_ids()),
+            pool_languages=frozenset(pooled),
         )
 
 
@@ -194,14 +204,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
         split_host_port(config.metrics_address)
     if config.max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
-    try:
-        parse_assignments(config.language_runtimes)
-    except ValueError as error:
-        raise ValueError(f"language_runtimes: {error}") from None
-    try:
-        config.pool_language_ids()
-    except UnknownLanguage as error:
-        raise ValueError(f"pool_languages: {error}") from None
+    config.docker_settings(Catalog.load())  # every language it names exists
     if config.pool_size < 0 or config.pool_parallel < 1:
         raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
     return config

@@ -40,7 +40,9 @@ class InProcessServer:
     @staticmethod
     async def _start(config: ServerConfig) -> Application:
         catalog = Catalog.load()
-        sandbox = DockerSandbox(catalog, config.docker_settings(), config.limit_policy().default)
+        sandbox = DockerSandbox(
+            catalog, config.docker_settings(catalog), config.limit_policy().default
+        )
         app = Application(config, sandbox, catalog)
         await app.start()
         return app

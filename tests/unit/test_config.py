@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.server.config import ServerConfig, parse_config, parse_size
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -57,10 +58,16 @@ def test_readme_documents_every_setting() -> None:
         assert f"| `{flag}` | `{env}` |" in text, f"README lacks {flag}"
 
 
-def test_pool_languages_take_aliases_and_default_to_all() -> None:
-    assert parse_config(["--pool-languages", "py, c"], {}).docker_settings().pool_languages == {
-        "python",
-        "c",
-    }
-    everything = parse_config([], {}).docker_settings()
+def test_language_names_in_settings_resolve_to_ids() -> None:
+    catalog = Catalog.load()
+    config = parse_config(["--pool-languages", "py, c", "--language-runtimes", "js=runsc"], {})
+    settings = config.docker_settings(catalog)
+    assert settings.pool_languages == {"python", "c"}
+    assert settings.runtime_for("javascript") == "runsc" and not settings.resizable("javascript")
+    everything = parse_config([], {}).docker_settings(catalog)
     assert everything.pool_languages == frozenset() and everything.pooled("rust")
+
+
+def test_unknown_language_in_runtimes_is_refused() -> None:
+    with pytest.raises(ValueError, match="language_runtimes"):
+        parse_config(["--language-runtimes", "cobol=runsc"], {})
