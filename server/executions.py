@@ -47,10 +47,6 @@ class Collected:
     # Streams whose output did not all fit the response budget.
     cut: frozenset[tuple[Stage, Stream]] = frozenset()
 
-    @property
-    def outcome(self) -> Outcome:
-        return self.finished.outcome
-
 
 class Executions:
     def __init__(

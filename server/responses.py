@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -62,7 +63,7 @@ def duration(seconds: float) -> Duration:
 
 def _outcome_fields(
     outcome: Outcome, output: tuple[bytes, bytes], cut: Collection[Stream]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The fields ExecutionResult and StageResult share."""
     return {
         "status": _STATUS[outcome.verdict],
@@ -107,7 +108,7 @@ def stage_message(
         stage=_STAGE[result.stage.kind],
         test_case=result.stage.test_case,
         files=file_messages(result.files),
-        **_outcome_fields(result.outcome, output, _cut_streams(cut, result.stage)),  # type: ignore[arg-type]
+        **_outcome_fields(result.outcome, output, _cut_streams(cut, result.stage)),
     )
 
 
@@ -124,7 +125,7 @@ def result_message(
         files=file_messages(finished.files),
         test_cases=[stage_message(case, outputs, cut) for case in finished.test_cases],
         test_cases_passed=finished.test_cases_passed,
-        **_outcome_fields(finished.outcome, run_output, _cut_streams(cut, RUN_STAGE)),  # type: ignore[arg-type]
+        **_outcome_fields(finished.outcome, run_output, _cut_streams(cut, RUN_STAGE)),
     )
     if finished.compile is not None:
         result.compile.CopyFrom(stage_message(finished.compile, outputs, cut))

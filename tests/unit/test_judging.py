@@ -17,7 +17,7 @@ from codebeaker.runtimes.model import (
     TestCase,
     Verdict,
 )
-from tests.unit.test_stage_relay import job_for
+from tests.unit.jobs import job_for
 
 OK = Outcome(Verdict.OK, 0, 0, 0.1, 0.05, 1000, False, False)
 FAILED = replace(OK, verdict=Verdict.RUNTIME_ERROR, exit_code=1, message="exited with code 1")

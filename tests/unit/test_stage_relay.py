@@ -8,9 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.errors import SandboxFailure
-from codebeaker.runtimes.limits import DEFAULT_POLICY
 from codebeaker.runtimes.model import (
     COMPILE_STAGE,
     RUN_STAGE,
@@ -19,8 +17,6 @@ from codebeaker.runtimes.model import (
     Job,
     LimitKind,
     Output,
-    OutputFiles,
-    SourceFile,
     Stage,
     StageFinished,
     StageKind,
@@ -40,23 +36,7 @@ from codebeaker.runtimes.protocol import (
 )
 from codebeaker.runtimes.relay import StageTracker
 from codebeaker.runtimes.verdict import killed_outcome
-
-LIMITS = DEFAULT_POLICY.default
-
-
-def job_for(language: str, cases: tuple[TestCase, ...] = (), outputs: tuple[str, ...] = ()) -> Job:
-    spec = Catalog.load().resolve(language)
-    return Job(
-        execution_id="e1",
-        language=spec,
-        files=(SourceFile(spec.file_name, b"source"), SourceFile("util.h", b"")),
-        entrypoint=spec.file_name,
-        limits=LIMITS,
-        stdin=b"plain stdin",
-        compile_limits=LIMITS if spec.compiled else None,
-        output_files=OutputFiles(outputs, 10, 20),
-        test_cases=cases,
-    )
+from tests.unit.jobs import LIMITS, job_for
 
 
 def report(exit_code: int = 0, **flags: int) -> Frame:
