@@ -99,9 +99,10 @@ class Executions:
             async for event in events:
                 if isinstance(event, Output):
                     cap = _output_cap(job, event.stage)
-                    streams = buffers.setdefault(
-                        event.stage, {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
-                    )
+                    streams = buffers.get(event.stage)
+                    if streams is None:
+                        streams = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
+                        buffers[event.stage] = streams
                     buffer = streams[event.stream]
                     room = max(cap - len(buffer), 0)
                     kept = event.data[: min(room, budget)]
