@@ -35,11 +35,11 @@ proto-check: proto
 		(echo "generated stubs are stale: run 'make proto' and commit" >&2; exit 1)
 
 images: $(STAMP)
-	$(BIN)/python -m codebeaker.runtimes.images build
+	$(BIN)/codebeaker images build
 
 # Regenerate the README's language table from runtimes/languages/*/spec.toml.
 readme: $(STAMP)
-	$(BIN)/python -m codebeaker.runtimes.language_table README.md
+	$(BIN)/python -m tools.language_table README.md
 
 run: $(STAMP) images
 	$(BIN)/codebeaker serve --address $(ADDRESS) --metrics-address $(METRICS_ADDRESS) \
@@ -65,8 +65,10 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p codebeaker.server -p codebeaker.runtimes -p codebeaker.client
-	$(BIN)/mypy tests bench
+	$(BIN)/mypy tests bench tools
 	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	BUF=$(BIN)/buf scripts/buf-breaking.sh
 
 # Speed against the bare interpreter, the raw engine and peers, in one run;
 # then every language's hello world, cold and warm, against its own toolchain.

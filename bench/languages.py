@@ -28,6 +28,7 @@ from bench.programs import BENCH_LABEL
 from bench.server import ServerProcess
 from bench.stats import Summary, collect
 from codebeaker.runtimes.catalog import Catalog, LanguageSpec
+from codebeaker.runtimes.docker.labels import image_for
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 
@@ -73,7 +74,7 @@ def measure_bare(spec: LanguageSpec, run_id: str, warmup: int, runs: int) -> Sum
     api = api_client()
     env = {"HOME": "/workspace", "TMPDIR": "/tmp", "LANG": "C.UTF-8", **spec.env}
     created = api.create_container(
-        spec.image,
+        image_for(spec),
         command=["sh", "-c", _bare_script(spec, warmup + runs)],
         working_dir="/workspace",
         environment=env,

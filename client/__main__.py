@@ -1,4 +1,4 @@
-"""`python -m codebeaker.client` is the `codebeaker` command."""
+"""`python -m codebeaker.client`: the `codebeaker` command's client commands alone."""
 
 import sys
 

@@ -1,17 +1,16 @@
-"""The `codebeaker` command: `run` and `runtimes` here, `serve` from the server.
+"""The `codebeaker` command's client half: `run` and `runtimes`.
 
-One entry point for users of every kind. The client subcommands use only the
-SDK; the server package contributes `serve` through
-`codebeaker.server.cli.register(subparsers)` when it is installed. Every
-subcommand sets `handler=<callable(args) -> int>`; `main` calls it and turns
-failures into one line on stderr and an exit code (table in `_cli_support`),
-never a traceback.
+The client subcommands use only the SDK. A server install's console script
+(`codebeaker.server.cli`) calls `main` with `server_commands`, which adds
+`serve` and the backend's commands; `python -m codebeaker.client` is the
+client alone. Every subcommand sets `handler=<callable(args) -> int>`;
+`main` calls it and turns failures into one line on stderr and an exit code
+(table in `_cli_support`), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +21,6 @@ from codebeaker.client import _cli_run
 from codebeaker.client._cli_support import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
-    EXIT_SOFTWARE,
     EXIT_USAGE,
     PROG,
     CliError,
@@ -36,12 +34,12 @@ from codebeaker.client.sync import Client
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+AddCommands: TypeAlias = Callable[[SubParsers], None]
 
-_SERVER_CLI = "codebeaker.server.cli"
 _CLIENT_COMMANDS = frozenset({"run", "runtimes"})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, server_commands: AddCommands | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(arguments)
     program_args: list[str] = []
@@ -50,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # reject it once an option follows FILE.
         split = arguments.index("--", arguments.index(command))
         arguments, program_args = arguments[:split], arguments[split + 1 :]
-    parser = build_parser(with_server=command not in _CLIENT_COMMANDS)
+    # Only when needed: the server's commands import the server (~0.15 s).
+    wanted = server_commands if command not in _CLIENT_COMMANDS else None
+    parser = build_parser(server_commands=wanted)
     args, extra = parser.parse_known_args(arguments)
     if command == "run" and not any(a.startswith("-") for a in extra):
         # argparse takes FILE... from one run of positionals only; those after
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-def build_parser(*, with_server: bool = True) -> argparse.ArgumentParser:
+def build_parser(*, server_commands: AddCommands | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Run untrusted code in isolated, single-use containers.",
@@ -127,8 +127,8 @@ def build_parser(*, with_server: bool = True) -> argparse.ArgumentParser:
     )
     runtimes.set_defaults(handler=list_runtimes)
 
-    if with_server:
-        _add_server_commands(subparsers)
+    if server_commands is not None:
+        server_commands(subparsers)
     return parser
 
 
@@ -147,35 +147,10 @@ def list_runtimes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_server_commands(subparsers: SubParsers) -> None:
-    try:
-        module = importlib.import_module(_SERVER_CLI)
-    except ModuleNotFoundError as error:
-        if error.name in {"codebeaker.server", _SERVER_CLI}:
-            return  # a client-only install: no `serve`
-        problem: Exception = error
-    except Exception as error:
-        problem = error
-    else:
-        register: Callable[[SubParsers], None] = module.register
-        register(subparsers)
-        return
-    # The server is installed but broken: say why instead of hiding `serve`.
-    broken = subparsers.add_parser("serve", help="(unavailable) run the CodeBeaker server")
-    broken.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-    def unavailable(args: argparse.Namespace) -> int:
-        say(f"serve is unavailable: cannot import {_SERVER_CLI}: {problem}")
-        return EXIT_SOFTWARE
-
-    broken.set_defaults(handler=unavailable)
-
-
 def _command_of(arguments: Sequence[str]) -> str | None:
     """The subcommand's name (no top-level option takes a value).
 
-    Knowing it early lets `run` and `runtimes` skip importing the server,
-    which costs ~0.15 s of start-up.
+    Knowing it early lets `run` and `runtimes` skip importing the server.
     """
     return next((a for a in arguments if not a.startswith("-")), None)
 

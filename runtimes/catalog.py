@@ -25,7 +25,6 @@ from types import MappingProxyType
 from codebeaker.runtimes.errors import UnknownLanguage
 
 LANGUAGES_DIR = Path(__file__).resolve().parent / "languages"
-IMAGE_PREFIX = "codebeaker/"
 ENTRYPOINT_PLACEHOLDER = "{entrypoint}"
 STEM_PLACEHOLDER = "{stem}"
 SOURCES_PLACEHOLDER = "{sources}"
@@ -46,10 +45,6 @@ class LanguageSpec:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     directory: Path = LANGUAGES_DIR
     version: str = ""
-
-    @property
-    def image(self) -> str:
-        return f"{IMAGE_PREFIX}{self.id}"
 
     @property
     def compiled(self) -> bool:
@@ -176,10 +171,11 @@ class Catalog:
     def specs(self) -> list[LanguageSpec]:
         return sorted(self._specs.values(), key=lambda s: s.id)
 
-    def resolve(self, language: str) -> LanguageSpec:
+    def resolve(self, language: str, field: str = "language") -> LanguageSpec:
+        """The spec named `language`; UnknownLanguage (about `field`) if none is."""
         spec_id = self._names.get(language.strip().lower())
         if spec_id is None:
-            raise UnknownLanguage(language, list(self._specs))
+            raise UnknownLanguage(language, list(self._specs), field)
         return self._specs[spec_id]
 
     def with_versions(self, versions: Mapping[str, str]) -> Catalog:

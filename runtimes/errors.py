@@ -23,10 +23,10 @@ class InvalidRequest(CodeBeakerError):
 class UnknownLanguage(InvalidRequest):
     """No runtime answers to the requested language id or alias."""
 
-    def __init__(self, requested: str, known: list[str]) -> None:
+    def __init__(self, requested: str, known: list[str], field: str = "language") -> None:
         shown = requested if len(requested) <= 64 else requested[:64] + "..."
         super().__init__(
-            "spec.language",
+            field,
             f"unknown language {shown!r}; known languages: {', '.join(sorted(known))}",
         )
         self.requested = requested

@@ -37,7 +37,8 @@ class LimitPolicy:
             if getattr(self.default, name) <= 0:
                 raise ValueError(f"default {name} must be positive")
 
-    def resolve(self, requested: RequestedLimits, prefix: str = "spec.limits") -> Limits:
+    def resolve(self, requested: RequestedLimits, prefix: str) -> Limits:
+        """`requested` with defaults filled in; InvalidRequest names `prefix`.<limit>."""
         values: dict[str, float | int] = {}
         for name in Limits.__dataclass_fields__:
             asked = getattr(requested, name)

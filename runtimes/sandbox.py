@@ -2,20 +2,21 @@
 
 A Sandbox turns a Job into a stream of events: Started, Output..., Finished.
 Whatever happens (the program finishes, breaks a limit, or the caller goes
-away and the iterator is closed), the container behind it is used once and
-removed. Implementations: the Docker one (`codebeaker.runtimes.docker`) and
-fakes in the unit tests.
+away and the iterator is closed), the host behind it is used once and
+removed. The server also asks it what it can do (`memory_resizable`) and
+whether it is ready, rather than knowing which backend is underneath.
+Implementations: `SupervisedSandbox` over a backend (`runtimes/backend.py`),
+and fakes in the unit tests. A session host (a sandbox that keeps its state
+across calls) will be an interface of its own beside this one.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from codebeaker.runtimes.model import Event, Job
-
-if TYPE_CHECKING:  # the Docker package is an implementation; only its counters' type is shared
-    from codebeaker.runtimes.docker.pool import PoolStats
+from codebeaker.runtimes.pool import PoolStats
 
 
 class Sandbox(Protocol):
@@ -27,8 +28,13 @@ class Sandbox(Protocol):
         """
         ...
 
+    def memory_resizable(self, language: str) -> bool:
+        """Whether a started sandbox of `language` can change its memory limit
+        (a compile with a memory limit of its own needs that)."""
+        ...
+
     async def prepare(self) -> None:
-        """Start-up work: remove leftovers of an earlier server instance."""
+        """Start-up work: remove leftovers of an earlier server instance, start pools."""
         ...
 
     async def unready_reason(self) -> str | None:
@@ -40,9 +46,9 @@ class Sandbox(Protocol):
         ...
 
     async def versions(self) -> Mapping[str, str]:
-        """Language id -> version, read from the runtime images."""
+        """Language id -> version, as recorded when its runtime was built."""
         ...
 
     async def close(self) -> None:
-        """Finish pending teardowns; after this no container of ours is left."""
+        """Finish pending teardowns; after this no sandbox of ours is left."""
         ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal as signals
 
 from codebeaker.runtimes.model import LimitKind, Limits, Outcome, Verdict
-from codebeaker.runtimes.protocol import ExitReport
+from codebeaker.runtimes.supervisor.protocol import ExitReport
 
 KILLED = 128 + signals.SIGKILL
 

@@ -5,7 +5,7 @@
 #
 # No container registry can be reached from our machines, so the runtime images
 # are built from Debian packages: mmdebstrap makes the base image
-# (python -m codebeaker.runtimes.images build does that when needed).
+# (python -m codebeaker.runtimes.docker.images build does that when needed).
 #
 # Environment: DOCKERD_LOG (default /var/log/dockerd.log),
 #              DOCKER_WAIT_SECONDS (default 60).

@@ -1,10 +1,10 @@
 """The gRPC application: wiring, health, reflection, and a graceful life cycle.
 
 Start-up removes leftovers of an earlier instance, then serves. Health is
-SERVING only while the Docker engine answers and every runtime image exists
-(re-checked in the background). SIGTERM/SIGINT: NOT_SERVING, refuse new calls,
-give in-flight executions `shutdown_grace` seconds, cancel the rest (their
-containers are killed and removed), wait for every teardown, exit 0.
+SERVING only while the sandbox says it is ready (re-checked in the
+background). SIGTERM/SIGINT: NOT_SERVING, refuse new calls, give in-flight
+executions `shutdown_grace` seconds, cancel the rest (their
+sandboxes are killed and removed), wait for every teardown, exit 0.
 Telemetry is wired here: the RPC telemetry interceptor (outside the error
 interceptor), the metrics registry and its optional HTTP endpoint, the phase
 observer, and the per-execution report.
@@ -26,11 +26,12 @@ from codebeaker.runtimes import telemetry
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.server.admission import Admission
-from codebeaker.server.config import ServerConfig, split_host_port
+from codebeaker.server.config import ServerConfig
 from codebeaker.server.errors import ErrorInterceptor
 from codebeaker.server.executions import Executions
 from codebeaker.server.logs import event
 from codebeaker.server.metrics import Metrics
+from codebeaker.server.options import split_host_port
 from codebeaker.server.reporting import ExecutionReporter
 from codebeaker.server.requests import RequestRules
 from codebeaker.server.rpc_telemetry import TelemetryInterceptor
@@ -45,30 +46,28 @@ _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def _fixed_memory_languages(config: ServerConfig, catalog: Catalog) -> frozenset[str]:
-    """Languages whose sandbox cannot change its memory limit once started."""
-    settings = config.docker_settings(catalog)
-    return frozenset(spec.id for spec in catalog.specs() if not settings.resizable(spec.id))
-
-
 class Application:
     """One server instance; `start` binds (port 0 allowed), `stop` drains."""
 
     def __init__(self, config: ServerConfig, sandbox: Sandbox, catalog: Catalog) -> None:
         self.config = config
         self.sandbox = sandbox
+        limits = config.limits
         self._rules = RequestRules(
             catalog=catalog,
-            policy=config.limit_policy(),
-            max_source=config.max_source,
-            max_stdin=config.max_stdin,
-            max_files=config.max_files,
-            compile_policy=config.compile_policy(),
-            max_test_cases=config.max_test_cases,
-            output_file_caps=(config.output_file_cap, config.output_files_cap),
-            fixed_memory_languages=_fixed_memory_languages(config, catalog),
+            policy=limits.limit_policy(),
+            max_source=limits.max_source,
+            max_stdin=limits.max_stdin,
+            max_files=limits.max_files,
+            compile_policy=limits.compile_policy(),
+            max_test_cases=limits.max_test_cases,
+            output_file_caps=(limits.output_file_cap, limits.output_files_cap),
+            fixed_memory_languages=frozenset(
+                spec.id for spec in catalog.specs() if not sandbox.memory_resizable(spec.id)
+            ),
         )
-        self.admission = Admission(config.max_concurrency, config.admission_wait)
+        service = config.service
+        self.admission = Admission(service.max_concurrency, service.admission_wait)
         self.metrics = Metrics()
         self.metrics.watch(self.admission, sandbox.pool_stats)
         self.health = health.aio.HealthServicer()
@@ -95,11 +94,12 @@ class Application:
 
     async def start(self) -> int:
         await self._set_health(_NOT_SERVING)
-        self.port = self.server.add_insecure_port(self.config.address)
+        self.port = self.server.add_insecure_port(self.config.service.address)
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.address}")
-        if self.config.metrics_address:
-            self.metrics_port = self.metrics.serve(*split_host_port(self.config.metrics_address))
+            raise OSError(f"cannot listen on {self.config.service.address}")
+        if self.config.service.metrics_address:
+            address = split_host_port(self.config.service.metrics_address)
+            self.metrics_port = self.metrics.serve(*address)
         telemetry.add_observer(self.metrics)
         with contextlib.suppress(Exception):
             await self.sandbox.prepare()
@@ -109,8 +109,8 @@ class Application:
             log,
             logging.INFO,
             "server.listening",
-            f"listening on {self.config.address} (port {self.port})",
-            address=self.config.address,
+            f"listening on {self.config.service.address} (port {self.port})",
+            address=self.config.service.address,
             port=self.port,
             metrics_port=self.metrics_port or 0,
         )
@@ -150,7 +150,7 @@ class Application:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-        grace = self.config.shutdown_grace
+        grace = self.config.service.shutdown_grace
         message = f"draining: in-flight executions get {grace:.1f}s"
         event(log, logging.INFO, "server.draining", message, grace_seconds=grace)
         await self.server.stop(grace)

@@ -1,22 +1,29 @@
-"""`codebeaker serve`: the server's subcommand, plugged into the `codebeaker` command."""
+"""The `codebeaker` command of a server install: the client's commands, `serve`,
+and the backend's own (`images build`).
+
+The console script points here. The client's commands (`run`, `runtimes`)
+need none of the server, so this module imports it only when one of its own
+commands (or help) is asked for: `codebeaker run` starts as fast as a
+client-only `python -m codebeaker.client run`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
+from collections.abc import Sequence
 
-from opentelemetry import trace
-
-from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.docker import DockerSandbox
-from codebeaker.server import logs, tracing
-from codebeaker.server.app import serve
-from codebeaker.server.config import add_arguments, build_config
+from codebeaker.client import cli as client_cli
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    return client_cli.main(argv, server_commands=add_server_commands)
+
+
+def add_server_commands(subparsers: client_cli.SubParsers) -> None:
+    from codebeaker.server.backend import add_backend_commands
+    from codebeaker.server.config import add_arguments
+
     parser = subparsers.add_parser(
         "serve",
         help="run the CodeBeaker gRPC server",
@@ -24,19 +31,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_arguments(parser)
     parser.set_defaults(handler=run_serve)
+    add_backend_commands(subparsers)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from opentelemetry import trace
+
+    from codebeaker.runtimes.catalog import Catalog
+    from codebeaker.server import logs, tracing
+    from codebeaker.server.app import serve
+    from codebeaker.server.backend import build_sandbox
+    from codebeaker.server.config import build_config
+
     try:
         config = build_config(args, os.environ)
         provider = tracing.tracer_provider(os.environ)
     except ValueError as error:
         print(f"codebeaker serve: {error}", file=sys.stderr)
         return 2
-    logs.configure(config.log_level, config.log_format)
+    logs.configure(config.service.log_level, config.service.log_format)
     catalog = Catalog.load()
-    settings = config.docker_settings(catalog)  # build_config checked its names
-    sandbox = DockerSandbox(catalog, settings, config.limit_policy().default)
+    sandbox = build_sandbox(config, catalog)  # build_config checked its settings
     if provider is not None:
         trace.set_tracer_provider(provider)
     try:
@@ -48,3 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if provider is not None:
             provider.shutdown()  # exports what is still batched
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

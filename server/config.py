@@ -1,102 +1,68 @@
 """The server's one typed configuration, built from flags and CODEBEAKER_* variables.
 
-Every setting is a dataclass field with a help text; the command-line flag is
-the field name with dashes (`--max-concurrency`) and the environment variable
-the same in capitals (`CODEBEAKER_MAX_CONCURRENCY`). A flag beats the variable,
-the variable beats the default. Sizes accept K/M/G suffixes (binary).
+One frozen dataclass per concern (the service, the limits, the pools, the
+backend's own section in `codebeaker.server.backend`), each setting a field
+declared with `options.setting`. A flag beats the variable, the variable
+beats the default. Sizes accept K/M/G suffixes (binary).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.docker import DockerSettings
-from codebeaker.runtimes.errors import UnknownLanguage
 from codebeaker.runtimes.limits import LimitPolicy
 from codebeaker.runtimes.model import Limits
+from codebeaker.runtimes.pool import PoolSettings
+from codebeaker.server.backend import BackendConfig
+from codebeaker.server.options import SIZE, language_ids, parse_size, setting, split_host_port
 
 ENV_PREFIX = "CODEBEAKER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """'256M' -> 268435456; plain numbers are bytes."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (use e.g. 65536, 64K, 256M, 1G)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
-
-def parse_assignments(text: str) -> dict[str, str]:
-    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
-    pairs: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip() or not value.strip():
-            raise ValueError(f"expected NAME=VALUE, got {item!r}")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """'127.0.0.1:9464' -> ('127.0.0.1', 9464); '[::1]:0' -> ('::1', 0)."""
-    host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"not a host:port address: {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _opt(default: object, help: str, kind: str = "") -> Any:
-    return field(default=default, metadata={"help": help, "kind": kind})
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    address: str = _opt("127.0.0.1:50051", "host:port the gRPC server listens on")
-    log_level: str = _opt("info", "debug, info, warning or error")
-    log_format: str = _opt("json", "json (one object per line) or console (for people)")
-    metrics_address: str = _opt("", "host:port serving Prometheus /metrics over HTTP; empty: off")
-    max_concurrency: int = _opt(8, "executions running at once; more wait, then are refused")
-    admission_wait: float = _opt(2.0, "seconds a call may wait for a free slot")
-    shutdown_grace: float = _opt(30.0, "seconds in-flight executions get on SIGTERM")
-    default_wall_time: float = _opt(10.0, "wall-clock limit when the request sets none (s)")
-    max_wall_time: float = _opt(120.0, "largest wall-clock limit a request may ask (s)")
-    default_cpu_time: float = _opt(10.0, "CPU-time limit when the request sets none (s)")
-    max_cpu_time: float = _opt(120.0, "largest CPU-time limit a request may ask (s)")
-    default_memory: int = _opt(256 << 20, "memory limit when the request sets none", "size")
-    max_memory: int = _opt(4 << 30, "largest memory limit a request may ask", "size")
-    default_processes: int = _opt(64, "process/thread limit when the request sets none")
-    max_processes: int = _opt(1024, "largest process/thread limit a request may ask")
-    default_output: int = _opt(1 << 20, "per-stream output cap when none is set", "size")
-    max_output: int = _opt(16 << 20, "largest per-stream output cap a request may ask", "size")
-    default_compile_time: float = _opt(30.0, "wall and CPU limit of a compile when none is set (s)")
-    max_compile_time: float = _opt(120.0, "largest compile wall or CPU limit a request may ask (s)")
-    max_source: int = _opt(1 << 20, "largest program (source or all files)", "size")
-    max_stdin: int = _opt(8 << 20, "largest stdin a request may carry", "size")
-    max_files: int = _opt(64, "most files a multi-file program may have")
-    max_test_cases: int = _opt(256, "most test cases one request may carry")
-    output_file_cap: int = _opt(1 << 20, "bytes returned per output file", "size")
-    output_files_cap: int = _opt(8 << 20, "bytes returned over all output files of a run", "size")
-    pool_size: int = _opt(2, "started containers kept waiting per language; 0 disables the pool")
-    pool_parallel: int = _opt(4, "container launches one language's pool runs at once")
-    pool_languages: str = _opt("", "languages that get a pool, e.g. python,c; empty: all")
-    runtime: str = _opt("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
-    language_runtimes: str = _opt("", "per-language runtime overrides, e.g. python=runsc,js=runc")
-    instance: str = _opt("default", "owner label value; leftovers with it are removed at start")
-    sandbox_cpus: float = _opt(1.0, "CPU quota of one sandbox, in CPUs")
-    workspace_size: int = _opt(64 << 20, "size of the sandbox's /workspace tmpfs", "size")
-    tmp_size: int = _opt(64 << 20, "size of the sandbox's /tmp tmpfs", "size")
-    docker_host: str = _opt("", "Docker engine address; empty: DOCKER_HOST or the local socket")
+class ServiceConfig:
+    address: str = setting("127.0.0.1:50051", "host:port the gRPC server listens on")
+    log_level: str = setting("info", "debug, info, warning or error")
+    log_format: str = setting("json", "json (one object per line) or console (for people)")
+    metrics_address: str = setting(
+        "", "host:port serving Prometheus /metrics over HTTP; empty: off"
+    )
+    max_concurrency: int = setting(8, "executions running at once; more wait, then are refused")
+    admission_wait: float = setting(2.0, "seconds a call may wait for a free slot")
+    shutdown_grace: float = setting(30.0, "seconds in-flight executions get on SIGTERM")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    default_wall_time: float = setting(10.0, "wall-clock limit when the request sets none (s)")
+    max_wall_time: float = setting(120.0, "largest wall-clock limit a request may ask (s)")
+    default_cpu_time: float = setting(10.0, "CPU-time limit when the request sets none (s)")
+    max_cpu_time: float = setting(120.0, "largest CPU-time limit a request may ask (s)")
+    default_memory: int = setting(256 << 20, "memory limit when the request sets none", SIZE)
+    max_memory: int = setting(4 << 30, "largest memory limit a request may ask", SIZE)
+    default_processes: int = setting(64, "process/thread limit when the request sets none")
+    max_processes: int = setting(1024, "largest process/thread limit a request may ask")
+    default_output: int = setting(1 << 20, "per-stream output cap when none is set", SIZE)
+    max_output: int = setting(16 << 20, "largest per-stream output cap a request may ask", SIZE)
+    default_compile_time: float = setting(
+        30.0, "wall and CPU limit of a compile when none is set (s)"
+    )
+    max_compile_time: float = setting(
+        120.0, "largest compile wall or CPU limit a request may ask (s)"
+    )
+    max_source: int = setting(1 << 20, "largest program (source or all files)", SIZE)
+    max_stdin: int = setting(8 << 20, "largest stdin a request may carry", SIZE)
+    max_files: int = setting(64, "most files a multi-file program may have")
+    max_test_cases: int = setting(256, "most test cases one request may carry")
+    output_file_cap: int = setting(1 << 20, "bytes returned per output file", SIZE)
+    output_files_cap: int = setting(8 << 20, "bytes returned over all output files of a run", SIZE)
 
     def limit_policy(self) -> LimitPolicy:
         return LimitPolicy(
@@ -128,45 +94,61 @@ class ServerConfig:
             ),
         )
 
-    def docker_settings(self, catalog: Catalog) -> DockerSettings:
-        """The sandbox's settings, language names resolved to the catalog's ids
-        (an unknown one is a ValueError naming the setting)."""
-        try:
-            runtimes = {
-                catalog.resolve(name).id: runtime
-                for name, runtime in parse_assignments(self.language_runtimes).items()
-            }
-        except ValueError as error:
-            raise ValueError(f"language_runtimes: {error}") from None
-        except UnknownLanguage as error:
-            raise ValueError(f"language_runtimes: {error.problem}") from None
-        try:
-            pooled = {catalog.resolve(n).id for n in self.pool_languages.split(",") if n.strip()}
-        except UnknownLanguage as error:
-            raise ValueError(f"pool_languages: {error.problem}") from None
-        return DockerSettings(
-            docker_host=self.docker_host or DockerSettings.host_from_env(),
-            runtime=self.runtime,
-            language_runtimes=MappingProxyType(runtimes),
-            instance=self.instance,
-            cpus=self.sandbox_cpus,
-            workspace_bytes=self.workspace_size,
-            tmp_bytes=self.tmp_size,
-            pool_size=self.pool_size,
-            pool_parallel=self.pool_parallel,
-            pool_languages=frozenset(pooled),
-        )
+
+@dataclass(frozen=True)
+class PoolConfig:
+    pool_size: int = setting(2, "started containers kept waiting per language; 0 disables the pool")
+    pool_parallel: int = setting(4, "container launches one language's pool runs at once")
+    pool_languages: str = setting("", "languages that get a pool, e.g. python,c; empty: all")
+
+    def settings(self, catalog: Catalog) -> PoolSettings:
+        """Pool languages resolved to the catalog's ids (ValueError naming the setting)."""
+        names = [name.strip() for name in self.pool_languages.split(",") if name.strip()]
+        languages = frozenset(language_ids(catalog, names, "pool_languages"))
+        return PoolSettings(self.pool_size, languages, self.pool_parallel)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Every section; `with_values` sets settings by their (unique) names."""
+
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    pools: PoolConfig = field(default_factory=PoolConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+
+    def with_values(self, **values: Any) -> ServerConfig:
+        """A copy with the named settings changed, whichever section holds them."""
+        unknown = values.keys() - {f.name for _, f in settings_fields()}
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
+        sections = {}
+        for section_field in dataclasses.fields(self):
+            section = getattr(self, section_field.name)
+            names = {f.name for f in dataclasses.fields(section)}
+            sections[section_field.name] = replace(
+                section, **{k: v for k, v in values.items() if k in names}
+            )
+        return ServerConfig(**sections)
+
+
+def settings_fields() -> Iterator[tuple[str, dataclasses.Field[Any]]]:
+    """(section name, setting field) for every setting, in documentation order."""
+    defaults = ServerConfig()
+    for section_field in dataclasses.fields(defaults):
+        for config_field in dataclasses.fields(getattr(defaults, section_field.name)):
+            yield section_field.name, config_field
 
 
 def _converter(config_field: dataclasses.Field[Any]) -> Any:
-    if config_field.metadata.get("kind") == "size":
+    if config_field.metadata.get("kind") == SIZE:
         return parse_size
     return {int: int, float: float, str: str}[type(config_field.default)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field; defaults stay None so env vars can fill in."""
-    for config_field in dataclasses.fields(ServerConfig):
+    """One flag per setting; defaults stay None so env vars can fill in."""
+    for _, config_field in settings_fields():
         flag = "--" + config_field.name.replace("_", "-")
         env = ENV_PREFIX + config_field.name.upper()
         parser.add_argument(
@@ -181,33 +163,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerConfig:
     values: dict[str, Any] = {}
-    for config_field in dataclasses.fields(ServerConfig):
+    for _, config_field in settings_fields():
         value = getattr(args, config_field.name, None)
         if value is None:
-            raw = environ.get(ENV_PREFIX + config_field.name.upper())
+            name = ENV_PREFIX + config_field.name.upper()
+            raw = environ.get(name)
             if raw is not None and raw != "":
                 try:
                     value = _converter(config_field)(raw)
                 except ValueError as error:
-                    name = ENV_PREFIX + config_field.name.upper()
                     raise ValueError(f"{name}: {error}") from None
         if value is not None:
             values[config_field.name] = value
-    config = ServerConfig(**values)
-    config.limit_policy()  # validates defaults against maxima
-    config.compile_policy()
-    if config.log_level.lower() not in LOG_LEVELS:
-        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-    if config.log_format.lower() not in LOG_FORMATS:
-        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
-    if config.metrics_address:
-        split_host_port(config.metrics_address)
-    if config.max_concurrency < 1:
-        raise ValueError("max_concurrency must be at least 1")
-    config.docker_settings(Catalog.load())  # every language it names exists
-    if config.pool_size < 0 or config.pool_parallel < 1:
-        raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
+    config = ServerConfig().with_values(**values)
+    check(config, Catalog.load())
     return config
+
+
+def check(config: ServerConfig, catalog: Catalog) -> None:
+    """Refuse what would fail later: a ValueError naming the setting."""
+    config.limits.limit_policy()  # defaults against maxima
+    config.limits.compile_policy()
+    service = config.service
+    if service.log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if service.log_format.lower() not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    if service.metrics_address:
+        split_host_port(service.metrics_address)
+    if service.max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    config.pools.settings(catalog)  # the languages it names exist; sizes are sane
+    config.backend.settings(catalog)
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:

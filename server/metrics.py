@@ -27,9 +27,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from codebeaker.runtimes.docker.pool import PoolStats
 from codebeaker.runtimes.errors import CapacityExhausted
 from codebeaker.runtimes.model import LimitKind, Outcome, Verdict
+from codebeaker.runtimes.pool import PoolStats
 from codebeaker.runtimes.telemetry import PhaseRecord
 from codebeaker.server.admission import Admission
 

@@ -54,7 +54,7 @@ class RequestRules:
 
 
 def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
-    language = rules.catalog.resolve(_language(spec.language))
+    language = rules.catalog.resolve(_language(spec.language), "spec.language")
     if spec.version and language.version and spec.version != language.version:
         raise InvalidRequest(
             "spec.version",
@@ -65,7 +65,7 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
         raise InvalidRequest(
             "spec.stdin", f"{len(spec.stdin)} bytes is above the maximum {rules.max_stdin}"
         )
-    limits = rules.policy.resolve(_limits("spec.limits", spec.limits))
+    limits = rules.policy.resolve(_limits("spec.limits", spec.limits), "spec.limits")
     return Job(
         execution_id=uuid.uuid4().hex,
         language=language,

@@ -10,28 +10,19 @@ passed in: the container's environment is written out here in full.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from codebeaker.runtimes.catalog import LanguageSpec
-from codebeaker.runtimes.docker.settings import (
+from codebeaker.runtimes.docker.labels import (
     EXECUTION_LABEL,
-    GVISOR,
     LANGUAGE_LABEL,
     OWNER_LABEL,
-    DockerSettings,
+    image_for,
 )
+from codebeaker.runtimes.docker.settings import GVISOR, DockerSettings
+from codebeaker.runtimes.layout import BASE_ENV, SANDBOX_UID, WORKDIR
 from codebeaker.runtimes.model import Limits
 
 SUPERVISOR = "/usr/local/bin/cb-supervisor"
-WORKDIR = "/workspace"
-SANDBOX_UID = 65534
 SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
-BASE_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": WORKDIR,
-    "TMPDIR": "/tmp",
-    "LANG": "C.UTF-8",
-}
 # The supervisor is one task on top of what the program is allowed.
 SUPERVISOR_PIDS = 1
 # Host threads gVisor may need: its ptrace platform backs each sandbox process
@@ -81,7 +72,7 @@ def container_config(
         "LogConfig": {"Type": "none", "Config": {}},
     }
     return {
-        "Image": spec.image,
+        "Image": image_for(spec),
         "Cmd": [SUPERVISOR],
         "User": _supervisor_user(runtime),
         "WorkingDir": WORKDIR,
@@ -138,11 +129,3 @@ def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, o
         host_pids = processes * GVISOR_HOST_PIDS_PER_PROCESS + GVISOR_SENTRY_THREADS
         return host_pids, [_ulimit("nproc", max(processes - 1, 1))]
     return processes + SUPERVISOR_PIDS, []
-
-
-def program_env(spec: LanguageSpec, requested: Mapping[str, str]) -> dict[str, str]:
-    """The program's whole environment: a fixed base, the language's, the caller's."""
-    env = dict(BASE_ENV)
-    env.update(spec.env)
-    env.update(requested)
-    return env

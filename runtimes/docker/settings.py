@@ -9,9 +9,6 @@ from types import MappingProxyType
 
 from codebeaker.runtimes.limits import MIB
 
-OWNER_LABEL = "io.codebeaker.owner"
-EXECUTION_LABEL = "io.codebeaker.execution"
-LANGUAGE_LABEL = "io.codebeaker.language"
 GVISOR = "runsc"
 
 
@@ -30,21 +27,10 @@ class DockerSettings:
     tmp_bytes: int = 64 * MIB
     shm_bytes: int = 16 * MIB
     open_files: int = 1024
-    # Containers kept started and waiting, per language (0: launch per request).
-    pool_size: int = 2
-    # Languages that get a pool (empty: all); the others launch per request.
-    pool_languages: frozenset[str] = frozenset()
-    # Launches one language's pool runs at once (the engine serialises much of it).
-    pool_parallel: int = 4
     # Threads for blocking Docker API calls (never run on the event loop).
     api_threads: int = 32
-    # Extra time past the wall limit before the server's own clock kills.
-    wall_grace: float = 1.0
     # How long a teardown may take before we give up on it (logged).
     teardown_timeout: float = 30.0
-
-    def pooled(self, language: str) -> bool:
-        return not self.pool_languages or language in self.pool_languages
 
     def resizable(self, language: str) -> bool:
         """Whether a started sandbox's memory limit can change (runsc cannot)."""

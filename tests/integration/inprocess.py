@@ -1,4 +1,4 @@
-"""The real server (Application over DockerSandbox) inside the test process, on its own loop.
+"""The real server (Application over the configured backend) in the test process, on its own loop.
 
 `codebeaker serve` runs in a subprocess elsewhere in these tests; observability
 tests need the server in-process instead, so its spans reach the test's
@@ -15,15 +15,14 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.docker import DockerSandbox
 from codebeaker.server.app import Application
+from codebeaker.server.backend import build_sandbox
 from codebeaker.server.config import ServerConfig
 
 T = TypeVar("T")
@@ -40,10 +39,7 @@ class InProcessServer:
     @staticmethod
     async def _start(config: ServerConfig) -> Application:
         catalog = Catalog.load()
-        sandbox = DockerSandbox(
-            catalog, config.docker_settings(catalog), config.limit_policy().default
-        )
-        app = Application(config, sandbox, catalog)
+        app = Application(config, build_sandbox(config, catalog), catalog)
         await app.start()
         return app
 
@@ -71,9 +67,8 @@ class InProcessServer:
 def in_process_server(**settings: Any) -> Iterator[InProcessServer]:
     """A serving in-process server on 127.0.0.1:0, stopped (containers removed) after."""
     instance = f"test-inproc-{os.getpid()}-{time.monotonic_ns()}"
-    config = replace(
-        ServerConfig(address="127.0.0.1:0", instance=instance, shutdown_grace=10.0),
-        **settings,
+    config = ServerConfig().with_values(
+        **{"address": "127.0.0.1:0", "instance": instance, "shutdown_grace": 10.0, **settings}
     )
     server = InProcessServer(config)
     try:

@@ -1,7 +1,7 @@
 """One trace from the SDK's client span through the server span to every sandbox phase, on Docker.
 
 The server runs in-process (so its spans reach this test's in-memory
-exporter) over the real DockerSandbox with a warm pool. A request with the
+exporter) over the real Docker backend with a warm pool. A request with the
 pool's container limits takes a started container (`acquire`); one with
 other memory gets a container created and started for it (`launch`). It is
 called over

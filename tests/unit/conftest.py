@@ -21,7 +21,7 @@ class Running:
     app: Application
     sandbox: FakeSandbox
     channel: aio.Channel
-    stub: pb_grpc.ExecutionServiceStub
+    stub: pb_grpc.ExecutionServiceAsyncStub
 
 
 async def start_server(config: ServerConfig, sandbox: FakeSandbox) -> Running:
@@ -33,7 +33,7 @@ async def start_server(config: ServerConfig, sandbox: FakeSandbox) -> Running:
 
 @pytest.fixture
 def config() -> ServerConfig:
-    return ServerConfig(address="127.0.0.1:0", shutdown_grace=2.0)
+    return ServerConfig().with_values(address="127.0.0.1:0", shutdown_grace=2.0)
 
 
 @pytest.fixture

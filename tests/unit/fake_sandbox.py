@@ -1,4 +1,4 @@
-"""A scripted stand-in for the Docker sandbox, for unit tests of the server.
+"""A scripted stand-in for the sandbox, for unit tests of the server.
 
 The job's source is a tiny script, one command per line:
   out TEXT / err TEXT   emit TEXT (+ newline) on stdout / stderr
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
 
-from codebeaker.runtimes.docker.pool import PoolStats
 from codebeaker.runtimes.errors import EngineUnavailable
 from codebeaker.runtimes.model import (
     Event,
@@ -27,6 +26,7 @@ from codebeaker.runtimes.model import (
     Stream,
     Verdict,
 )
+from codebeaker.runtimes.pool import PoolStats
 
 
 class FakeSandbox:
@@ -88,6 +88,9 @@ class FakeSandbox:
             self.torn_down.append(job.execution_id)
             if self.running == 0:
                 self.idle.set()
+
+    def memory_resizable(self, language: str) -> bool:
+        return True
 
     async def prepare(self) -> None:
         self.prepared = True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.server.config import ServerConfig, parse_config, parse_size
+from codebeaker.server.config import ServerConfig, parse_config, settings_fields
+from codebeaker.server.options import parse_size
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -20,8 +20,8 @@ def test_defaults_without_flags_or_env() -> None:
 def test_env_fills_in_and_a_flag_beats_it() -> None:
     env = {"CODEBEAKER_MAX_CONCURRENCY": "3", "CODEBEAKER_ADDRESS": "127.0.0.1:1"}
     config = parse_config(["--address", "127.0.0.1:2"], env)
-    assert config.max_concurrency == 3
-    assert config.address == "127.0.0.1:2"
+    assert config.service.max_concurrency == 3
+    assert config.service.address == "127.0.0.1:2"
 
 
 def test_sizes_take_suffixes() -> None:
@@ -30,8 +30,8 @@ def test_sizes_take_suffixes() -> None:
     assert parse_size("1G") == 1 << 30
     assert parse_size("1000") == 1000
     config = parse_config(["--default-memory", "128M"], {"CODEBEAKER_MAX_OUTPUT": "2M"})
-    assert config.default_memory == 128 << 20
-    assert config.max_output == 2 << 20
+    assert config.limits.default_memory == 128 << 20
+    assert config.limits.max_output == 2 << 20
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,8 @@ def test_sizes_take_suffixes() -> None:
         (["--default-wall-time", "500", "--max-wall-time", "100"], {}, "wall_time"),
         (["--max-concurrency", "0"], {}, "max_concurrency"),
         (["--pool-languages", "python,cobol"], {}, "pool_languages"),
+        (["--pool-size", "-1"], {}, "pool_size"),
+        (["--language-runtimes", "python"], {}, "language_runtimes"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(
@@ -52,7 +54,7 @@ def test_bad_settings_are_refused_with_their_name(
 
 def test_readme_documents_every_setting() -> None:
     text = README.read_text()
-    for config_field in dataclasses.fields(ServerConfig):
+    for _, config_field in settings_fields():
         flag = "--" + config_field.name.replace("_", "-")
         env = "CODEBEAKER_" + config_field.name.upper()
         assert f"| `{flag}` | `{env}` |" in text, f"README lacks {flag}"
@@ -61,11 +63,34 @@ def test_readme_documents_every_setting() -> None:
 def test_language_names_in_settings_resolve_to_ids() -> None:
     catalog = Catalog.load()
     config = parse_config(["--pool-languages", "py, c", "--language-runtimes", "js=runsc"], {})
-    settings = config.docker_settings(catalog)
-    assert settings.pool_languages == {"python", "c"}
-    assert settings.runtime_for("javascript") == "runsc" and not settings.resizable("javascript")
-    everything = parse_config([], {}).docker_settings(catalog)
-    assert everything.pool_languages == frozenset() and everything.pooled("rust")
+    pools = config.pools.settings(catalog)
+    assert pools.languages == {"python", "c"} and not pools.pooled("rust")
+    backend = config.backend.settings(catalog)
+    assert backend.runtime_for("javascript") == "runsc" and not backend.resizable("javascript")
+    assert backend.runtime_for("python") == "runc" and backend.resizable("python")
+    everything = parse_config([], {}).pools.settings(catalog)
+    assert everything.languages == frozenset() and everything.pooled("rust")
+
+
+def test_settings_are_set_by_name_in_whichever_section_holds_them() -> None:
+    config = ServerConfig().with_values(pool_size=0, address="127.0.0.1:0", runtime="runsc")
+    assert config.pools.pool_size == 0
+    assert config.service.address == "127.0.0.1:0"
+    assert config.backend.runtime == "runsc"
+    assert config.limits == ServerConfig().limits
+    with pytest.raises(TypeError, match="no such setting: pool_sise"):
+        ServerConfig().with_values(pool_sise=1)
+
+
+def test_setting_names_are_unique_across_sections() -> None:
+    names = [config_field.name for _, config_field in settings_fields()]
+    assert len(names) == len(set(names))
+    assert {section for section, _ in settings_fields()} == {
+        "service",
+        "limits",
+        "pools",
+        "backend",
+    }
 
 
 def test_unknown_language_in_runtimes_is_refused() -> None:

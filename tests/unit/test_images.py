@@ -1,29 +1,43 @@
 """The image builder's decisions, without Docker: what counts as a changed input,
-which base image is chosen, and how the command line is read."""
+which base image is chosen, how the command line is read and what a run reports."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.images import (
+from codebeaker.runtimes.docker import images
+from codebeaker.runtimes.docker.images import (
     DEFAULT_BASE_IMAGE,
-    INPUTS_LABEL,
     LOCAL_BASE_IMAGE,
     SUPERVISOR_DIR,
-    VERSION_LABEL,
+    SUPERVISOR_IMAGE,
     BuildError,
+    Docker,
+    Options,
+    Tally,
+    Target,
+    add_images_command,
+    build,
     context_files,
     decide,
+    ignore_rules,
+    ignored,
     inputs_hash,
+    options_from,
     parse_args,
     parse_version,
     resolve_base_image,
+    run_build,
     select,
     tail,
 )
+from codebeaker.runtimes.docker.labels import INPUTS_LABEL, VERSION_LABEL, image_for
 
 ARGS = {"BASE_IMAGE": "debian:bookworm-slim", "SUPERVISOR_IMAGE": "codebeaker/supervisor"}
 PARENTS = ["sha256:base", "sha256:supervisor"]
@@ -95,6 +109,61 @@ def test_context_files_are_sorted_relative_regular_files(context: Path) -> None:
     assert context_files(context) == [Path("Dockerfile"), Path("lib/a.txt"), Path("spec.toml")]
 
 
+def test_context_files_honour_a_dockerignore_as_docker_does(tmp_path: Path) -> None:
+    # What `COPY . /ctx/` saw of this very context under Docker 20.10's builder.
+    names = ["Dockerfile", "a.c", "a.py", "a.md", "keep.md", "sub/b.c", "sub/b.py", "sub/b.md"]
+    files = {name: b"" for name in [*names, "__pycache__/x.pyc", "sub/__pycache__/y.pyc"]}
+    ignore = b"# comment\n**/*.py\n**/__pycache__\n*.md\n!keep.md\nDockerfile\n"
+    ctx = make_context(tmp_path / "ctx", {**files, ".dockerignore": ignore})
+    assert [p.as_posix() for p in context_files(ctx)] == [
+        ".dockerignore",
+        "Dockerfile",  # hidden from COPY when listed, yet it is the build: hashed
+        "a.c",
+        "keep.md",
+        "sub/b.c",
+        "sub/b.md",  # `*.md` matches at the top only
+    ]
+
+
+def test_hash_ignores_what_the_dockerignore_leaves_out(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path / "ctx", {"Dockerfile": b"x", ".dockerignore": b"**/*.py\n"})
+    before = inputs_hash(ctx, ARGS, PARENTS)
+    (ctx / "pkg").mkdir()
+    (ctx / "pkg" / "mod.py").write_bytes(b"print(1)")
+    assert inputs_hash(ctx, ARGS, PARENTS) == before
+    (ctx / ".dockerignore").write_bytes(b"")
+    assert inputs_hash(ctx, ARGS, PARENTS) != before
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "hit"),
+    [
+        ("*.py", "a.py", True),
+        ("*.py", "sub/a.py", False),
+        ("**/*.py", "sub/deep/a.py", True),
+        ("**", "anything/at/all", True),
+        ("sub", "sub/deep/a.c", True),
+        ("sub/*", "sub/a.c", True),
+        ("a?.c", "ab.c", True),
+        ("a?.c", "a/.c", False),
+        ("[ab].c", "b.c", True),
+        ("[^ab].c", "b.c", False),
+        ("a.c", "abc", False),
+        ("/a.c", "a.c", True),
+    ],
+)
+def test_dockerignore_patterns(pattern: str, path: str, hit: bool) -> None:
+    assert ignored(ignore_rules([pattern]), PurePosixPath(path)) is hit
+
+
+def test_supervisor_context_is_only_the_c_build() -> None:
+    # The folder is a Python package too: its .py and .md files must not
+    # reach Docker or the hash, or every Python edit would rebuild the images.
+    sent = {p.as_posix() for p in context_files(SUPERVISOR_DIR)}
+    assert "Dockerfile" in sent and "supervisor.c" in sent
+    assert not {name for name in sent if name.endswith((".py", ".pyc", ".md"))}
+
+
 def test_decide() -> None:
     current = {INPUTS_LABEL: "h", VERSION_LABEL: "3.11.2"}
     assert decide(current, "h", wants_version=True, force=False) == "skip"
@@ -143,6 +212,46 @@ def test_parse_args_rejects_bad_command_lines(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         parse_args(argv, environ={})
     assert raised.value.code == 2
+
+
+def codebeaker_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codebeaker")
+    add_images_command(parser.add_subparsers(metavar="COMMAND"))
+    return parser
+
+
+def test_images_build_subcommand(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CODEBEAKER_BASE_IMAGE", raising=False)
+    args = codebeaker_parser().parse_args(["images", "build"])
+    assert args.handler is run_build
+    assert options_from(args) == Options()
+    flags = ["--base-image", "b", "--language", "py", "--force", "-v", "--supervisor-dir", "s"]
+    args = codebeaker_parser().parse_args(["images", "build", *flags])
+    assert options_from(args) == Options("b", ("py",), True, True, Path("s"))
+    monkeypatch.setenv("CODEBEAKER_BASE_IMAGE", "from-env")
+    assert options_from(codebeaker_parser().parse_args(["images", "build"])).base_image == (
+        "from-env"
+    )
+
+
+@pytest.mark.parametrize("argv", [["images"], ["images", "bake"], ["images", "build", "x"]])
+def test_images_subcommand_rejects_bad_command_lines(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        codebeaker_parser().parse_args(argv)
+    assert raised.value.code == 2
+
+
+def test_module_main_and_subcommand_share_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Options] = []
+
+    def fake_run_build(args: argparse.Namespace) -> int:
+        seen.append(options_from(args))
+        return 7
+
+    # The parser stores the handler when it is built: patch before building.
+    monkeypatch.setattr(images, "run_build", fake_run_build)
+    assert images.main(["build", "--language", "c"]) == 7
+    assert seen == [parse_args(["build", "--language", "c"])]
 
 
 def test_select_resolves_aliases_and_rejects_unknown_languages() -> None:
@@ -203,3 +312,129 @@ def test_base_image_is_built_when_nothing_else_works() -> None:
     engine = FakeEngine(set())
     assert resolve_base_image(engine, None)[0] == LOCAL_BASE_IMAGE
     assert engine.calls == [f"pull {DEFAULT_BASE_IMAGE}", f"import {LOCAL_BASE_IMAGE}"]
+
+
+class FakeDocker(Docker):
+    """The image builder's view of Docker, in memory: images by name, with labels."""
+
+    def __init__(self, broken: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.broken = set(broken)
+        self.images: dict[str, tuple[str, dict[str, str]]] = {
+            DEFAULT_BASE_IMAGE: ("sha256:base", {})
+        }
+        self.builds: list[str] = []
+        self.removed: list[str] = []
+
+    def check_engine(self) -> None:
+        pass
+
+    def image_id(self, image: str) -> str | None:
+        found = self.images.get(image)
+        return found[0] if found else None
+
+    def labels(self, image: str) -> dict[str, str]:
+        found = self.images.get(image)
+        return dict(found[1]) if found else {}
+
+    def pull(self, image: str) -> bool:
+        return image in self.images
+
+    def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
+        if target.image in self.broken:
+            raise BuildError(f"`docker build` of {target.image} failed")
+        self.builds.append(target.image)
+        self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
+
+    def run_in(self, image: str, command: Sequence[str]) -> str:
+        return "1.0\n"
+
+    def remove(self, image_id: str | None) -> None:
+        if image_id:
+            self.removed.append(image_id)
+
+    def import_debian(self, tag: str) -> None:
+        raise AssertionError("the fake has a base image")
+
+
+SUMMARY = re.compile(r"images: (.*) in \d+\.\d s")
+
+
+def summary_of(out: str) -> str:
+    found = SUMMARY.fullmatch(out.splitlines()[-1])
+    assert found, out
+    return found.group(1)
+
+
+def test_tally_summary() -> None:
+    tally = Tally(built=["a", "b"], current=["c"])
+    assert tally.ok
+    assert tally.summary(4.25) == "images: 3 ready (2 built, 1 up to date, 0 failed) in 4.2 s"
+    tally.failed += ["codebeaker/go", "codebeaker/rust"]
+    assert not tally.ok
+    assert tally.summary(1) == (
+        "images: 3 ready (2 built, 1 up to date, 2 failed: codebeaker/go, codebeaker/rust) in 1.0 s"
+    )
+    assert Tally(failed=[SUPERVISOR_IMAGE], not_attempted=12).summary(0) == (
+        "images: 0 ready (0 built, 0 up to date, 1 failed: codebeaker/supervisor; "
+        "12 not attempted) in 0.0 s"
+    )
+
+
+def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    docker, catalog = FakeDocker(), Catalog.load()
+    options = Options(languages=("py", "c"))
+    assert build(options, docker, catalog) == 0
+    captured = capsys.readouterr()
+    assert summary_of(captured.out) == "3 ready (3 built, 0 up to date, 0 failed)"
+    for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python"):
+        assert f"building {image} ..." in captured.err
+        assert re.search(f"^{image}: built in .* s", captured.out, re.M)
+    assert "codebeaker/python: built in" in captured.out and "(version 1.0)" in captured.out
+    # Nothing changed: nothing is built again.
+    builds = len(docker.builds)
+    assert build(options, docker, catalog) == 0
+    captured = capsys.readouterr()
+    assert len(docker.builds) == builds and "building" not in captured.err
+    assert "codebeaker/c: up to date (version 1.0)" in captured.out
+    assert summary_of(captured.out) == "3 ready (0 built, 3 up to date, 0 failed)"
+
+
+def test_a_failed_language_is_named_and_fails_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = Catalog.load()
+    docker = FakeDocker(broken=["codebeaker/c"])
+    assert build(Options(languages=("c", "py", "js")), docker, catalog) == 1
+    captured = capsys.readouterr()
+    assert "codebeaker/c: FAILED: `docker build` of codebeaker/c failed" in captured.err
+    assert summary_of(captured.out) == "3 ready (3 built, 0 up to date, 1 failed: codebeaker/c)"
+    assert image_for(catalog.resolve("js")) in docker.builds  # the others still built
+
+
+def test_a_failed_supervisor_stops_the_languages(capsys: pytest.CaptureFixture[str]) -> None:
+    docker = FakeDocker(broken=[SUPERVISOR_IMAGE])
+    assert build(Options(languages=("c", "py")), docker, Catalog.load()) == 1
+    assert docker.builds == []
+    assert summary_of(capsys.readouterr().out) == (
+        "0 ready (0 built, 0 up to date, 1 failed: codebeaker/supervisor; 2 not attempted)"
+    )
+
+
+def test_errors_before_any_image_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    docker = FakeDocker()
+    assert build(Options(base_image="missing"), docker, Catalog.load()) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: base image 'missing' is not on this machine")
+    assert "images:" not in captured.out
+
+
+def test_run_build_uses_the_real_docker_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[FakeDocker] = []
+
+    def fake_docker(verbose: bool = False) -> FakeDocker:
+        made.append(FakeDocker())
+        return made[-1]
+
+    monkeypatch.setattr(images, "Docker", fake_docker)
+    args = codebeaker_parser().parse_args(["images", "build", "--language", "bash"])
+    assert args.handler(args) == 0
+    assert made[0].builds[0] == SUPERVISOR_IMAGE

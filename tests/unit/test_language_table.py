@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from codebeaker.runtimes.catalog import Catalog, glob_match, load_spec
-from codebeaker.runtimes.language_table import END, START, main, markdown_table, rewrite
+from tools.language_table import END, START, main, markdown_table, rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 

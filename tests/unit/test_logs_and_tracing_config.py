@@ -113,7 +113,7 @@ async def test_a_failed_execution_is_one_warning_line(
 
 
 def test_log_settings_are_validated() -> None:
-    assert parse_config(["--log-format", "console"], {}).log_format == "console"
+    assert parse_config(["--log-format", "console"], {}).service.log_format == "console"
     with pytest.raises(ValueError, match="log_format"):
         parse_config(["--log-format", "xml"], {})
     with pytest.raises(ValueError, match="log_level"):

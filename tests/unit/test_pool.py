@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from codebeaker.runtimes.docker.pool import WarmPool
 from codebeaker.runtimes.errors import EngineUnavailable, SandboxFailure
+from codebeaker.runtimes.pool import WarmPool
 
 
 @dataclass

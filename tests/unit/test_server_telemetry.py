@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from dataclasses import replace
 
 import grpc
 import pytest
@@ -139,7 +138,7 @@ async def test_cancelled_and_expired_calls_are_counted_as_such(running: Running)
 
 async def test_admission_waits_rejections_and_in_flight(config: ServerConfig) -> None:
     server = await start_server(
-        replace(config, max_concurrency=1, admission_wait=0.2), FakeSandbox()
+        config.with_values(max_concurrency=1, admission_wait=0.2), FakeSandbox()
     )
     try:
         blocked = pb.ExecuteRequest(spec=pb.ExecutionSpec(language="py", source=b"block"))
@@ -171,7 +170,7 @@ async def test_pool_state_is_read_at_scrape_time(running: Running) -> None:
 
 async def test_metrics_are_served_over_http_only_when_asked(config: ServerConfig) -> None:
     quiet = await start_server(config, FakeSandbox())
-    served = await start_server(replace(config, metrics_address="127.0.0.1:0"), FakeSandbox())
+    served = await start_server(config.with_values(metrics_address="127.0.0.1:0"), FakeSandbox())
     try:
         assert quiet.app.metrics_port is None
         assert served.app.metrics_port

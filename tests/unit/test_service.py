@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import grpc
 import pytest
@@ -174,6 +173,7 @@ async def test_stream_errors_surface_mid_stream(running: Running) -> None:
 async def test_cancelled_call_tears_down_the_sandbox(running: Running) -> None:
     call = running.stub.ExecuteStream(pb.ExecuteStreamRequest(spec=spec("block")))
     first = await call.read()
+    assert isinstance(first, pb.ExecuteStreamResponse)  # not aio.EOF
     assert first.WhichOneof("event") == "started"
     await running.sandbox.blocked.wait()
     job_id = running.sandbox.jobs[0].execution_id
@@ -192,7 +192,7 @@ async def test_deadline_exceeded_tears_down_the_sandbox(running: Running) -> Non
 
 async def test_admission_refuses_beyond_capacity_with_retry_hint(config: ServerConfig) -> None:
     server = await start_server(
-        replace(config, max_concurrency=1, admission_wait=0.2), FakeSandbox()
+        config.with_values(max_concurrency=1, admission_wait=0.2), FakeSandbox()
     )
     try:
         holder = asyncio.ensure_future(server.stub.Execute(pb.ExecuteRequest(spec=spec("block"))))
@@ -244,7 +244,7 @@ async def test_health_not_serving_when_sandbox_unready(config: ServerConfig) -> 
 
 
 async def test_shutdown_lets_in_flight_finish_and_refuses_new_calls(config: ServerConfig) -> None:
-    server = await start_server(replace(config, shutdown_grace=10.0), FakeSandbox())
+    server = await start_server(config.with_values(shutdown_grace=10.0), FakeSandbox())
     try:
         in_flight = asyncio.ensure_future(
             server.stub.Execute(pb.ExecuteRequest(spec=spec("block\nout done")))
@@ -273,7 +273,7 @@ async def test_shutdown_lets_in_flight_finish_and_refuses_new_calls(config: Serv
 
 
 async def test_shutdown_grace_cancels_stragglers(config: ServerConfig) -> None:
-    server = await start_server(replace(config, shutdown_grace=0.3), FakeSandbox())
+    server = await start_server(config.with_values(shutdown_grace=0.3), FakeSandbox())
     try:
         straggler = asyncio.ensure_future(
             server.stub.Execute(pb.ExecuteRequest(spec=spec("block")))
@@ -295,11 +295,13 @@ async def test_a_request_that_does_not_parse_is_invalid_argument(
     path = f"/codebeaker.v1.ExecutionService/{method}"
     garbage = pb.ExecuteRequest(spec=pb.ExecutionSpec(language="python")).SerializeToString()[:-2]
     if method == "Execute":
-        call = running.channel.unary_unary(path)(garbage)
+        execute: aio.UnaryUnaryMultiCallable[bytes, bytes] = running.channel.unary_unary(path)
+        call = execute(garbage)
         with pytest.raises(aio.AioRpcError) as caught:
             await call
     else:
-        stream = running.channel.unary_stream(path)(garbage)
+        open_stream: aio.UnaryStreamMultiCallable[bytes, bytes] = running.channel.unary_stream(path)
+        stream = open_stream(garbage)
         with pytest.raises(aio.AioRpcError) as caught:
             async for _ in stream:
                 pass

@@ -25,7 +25,7 @@ from codebeaker.runtimes.model import (
     TestCase,
     Verdict,
 )
-from codebeaker.runtimes.protocol import (
+from codebeaker.runtimes.supervisor.protocol import (
     FRESH,
     GATE,
     PAUSE,
@@ -34,7 +34,7 @@ from codebeaker.runtimes.protocol import (
     encode_request,
     plan_stages,
 )
-from codebeaker.runtimes.relay import StageTracker
+from codebeaker.runtimes.supervisor.relay import StageTracker
 from codebeaker.runtimes.verdict import killed_outcome
 from tests.unit.jobs import LIMITS, job_for
 

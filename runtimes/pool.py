@@ -29,6 +29,25 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class PoolSettings:
+    """How many started hosts to keep waiting, for which languages."""
+
+    # Hosts kept started and waiting, per language (0: launch per request).
+    size: int = 2
+    # Languages that get a pool (empty: all); the others launch per request.
+    languages: frozenset[str] = frozenset()
+    # Launches one language's pool runs at once (an engine serialises much of it).
+    parallel: int = 4
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.parallel < 1:
+            raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
+
+    def pooled(self, language: str) -> bool:
+        return not self.languages or language in self.languages
+
+
+@dataclass(frozen=True)
 class PoolStats:
     size: int
     ready: int

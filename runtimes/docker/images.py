@@ -2,12 +2,14 @@
 
 The sandbox only runs images already on the machine, and no registry answers on
 our machines, so a fresh checkout needs one command that makes every image from
-Debian packages (`make images`). `make run` and `make test` call it every time,
-so a re-run must be nearly free: each image carries a hash of its inputs (build
-context, build args, parent image IDs) in `INPUTS_LABEL` and is skipped while it
-matches. Language images also carry the runtime's version in `VERSION_LABEL`,
-which the server reads. Build tooling, not the request path: it drives the
-`docker` CLI, so users see Docker's own messages and get Docker's build cache.
+Debian packages (`codebeaker images build`, or `python -m
+codebeaker.runtimes.docker.images build`; `make images`). `make run` and
+`make test` call it every time, so a re-run must be nearly free: each image
+carries a hash of its inputs (build context, build args, parent image IDs) in
+`INPUTS_LABEL` and is skipped while it matches. Language images also carry the
+runtime's version in `VERSION_LABEL`, which the server reads. Build tooling,
+not the request path: it drives the `docker` CLI, so users see Docker's own
+messages and get Docker's build cache.
 """
 
 from __future__ import annotations
@@ -16,27 +18,29 @@ import argparse
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
 from codebeaker.runtimes.catalog import Catalog, LanguageSpec
+from codebeaker.runtimes.docker.labels import INPUTS_LABEL, VERSION_LABEL, image_for
 from codebeaker.runtimes.errors import UnknownLanguage
 
-INPUTS_LABEL = "io.codebeaker.inputs"
-"""Label on every image built here: the hash of everything the image was built from."""
-VERSION_LABEL = "io.codebeaker.version"
-"""Label on every language image: the runtime's version as its `version_command` prints it."""
-
+PROG = "python -m codebeaker.runtimes.docker.images"
+DESCRIPTION = (
+    "Build the runtime images (the supervisor and one per language) on the local Docker "
+    "engine, skipping those whose inputs did not change."
+)
 SUPERVISOR_IMAGE = "codebeaker/supervisor"
-SUPERVISOR_DIR = Path(__file__).resolve().parent / "supervisor"
+SUPERVISOR_DIR = Path(__file__).resolve().parents[1] / "supervisor"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 LOCAL_BASE_IMAGE = "codebeaker/debian:bookworm"
 BASE_IMAGE_ENV = "CODEBEAKER_BASE_IMAGE"
@@ -45,6 +49,9 @@ ENGINE_TIMEOUT = 15.0
 VERSION_TIMEOUT = 60.0
 TAIL_LINES = 40
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
+DOCKERIGNORE = ".dockerignore"
+# Hashed even when the .dockerignore lists them: Docker still reads both.
+ALWAYS_SENT = frozenset({"Dockerfile", DOCKERIGNORE})
 
 # The mmdebstrap base: updates and security sources so rebuilds pick up fixes;
 # debian:*-slim's dpkg excludes, which persist and keep later apt layers lean.
@@ -90,37 +97,140 @@ class Target:
     version_command: tuple[str, ...] = ()
 
 
-def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] = os.environ) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m codebeaker.runtimes.images")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    build = commands.add_parser("build", help="build the supervisor and language images")
-    build.add_argument(
+def add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `images` (with `images build`) to the `codebeaker` command's subcommands."""
+    images = subparsers.add_parser(
+        "images", help="build the runtime images (Docker)", description=DESCRIPTION
+    )
+    add_subcommands(images)
+
+
+def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
+    """The parser of `python -m codebeaker.runtimes.docker.images`."""
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_subcommands(parser, environ)
+    return parser
+
+
+def add_subcommands(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ
+) -> None:
+    """`build` under `parser`; its handler (`args.handler(args) -> int`) builds."""
+    commands = parser.add_subparsers(dest="images_command", required=True, metavar="COMMAND")
+    command = commands.add_parser(
+        "build",
+        help="build the supervisor and language images",
+        description="Build the supervisor and language images whose inputs changed; "
+        "exit 1 when any failed.",
+    )
+    command.set_defaults(handler=run_build)
+    command.add_argument(
         "--base-image",
         metavar="IMAGE",
         default=environ.get(BASE_IMAGE_ENV) or None,
         help=f"Debian bookworm image to build on (env {BASE_IMAGE_ENV}; default: "
         f"{DEFAULT_BASE_IMAGE}, else {LOCAL_BASE_IMAGE} built with mmdebstrap)",
     )
-    build.add_argument(
+    command.add_argument(
         "--language",
         metavar="ID",
         action="append",
         default=[],
         help="build only this language (id or alias; repeatable; default: all)",
     )
-    build.add_argument("--force", action="store_true", help="rebuild without Docker's cache")
-    build.add_argument("-v", "--verbose", action="store_true", help="stream Docker's output")
+    command.add_argument("--force", action="store_true", help="rebuild without Docker's cache")
+    command.add_argument("-v", "--verbose", action="store_true", help="stream Docker's output")
     # A stand-in supervisor build context, for testing this tool on its own.
-    build.add_argument(
+    command.add_argument(
         "--supervisor-dir", type=Path, default=SUPERVISOR_DIR, help=argparse.SUPPRESS
     )
-    ns = parser.parse_args(argv)
-    return Options(ns.base_image, tuple(ns.language), ns.force, ns.verbose, ns.supervisor_dir)
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    return Options(
+        args.base_image, tuple(args.language), args.force, args.verbose, args.supervisor_dir
+    )
+
+
+def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] = os.environ) -> Options:
+    return options_from(build_parser(environ).parse_args(argv))
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """One .dockerignore line, matched the way `docker build` matches it."""
+
+    pattern: re.Pattern[str]  # matching a folder also matches everything under it
+    exception: bool  # a `!` line: sends what earlier lines excluded
+
+
+def ignore_rules(lines: Iterable[str]) -> list[IgnoreRule]:
+    """The rules of a .dockerignore (moby's patternmatcher: `*`, `?`, `**`, `[...]`, `!`)."""
+    rules = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        exception = text.startswith("!")
+        text = posixpath.normpath(text[1:].strip() if exception else text).lstrip("/")
+        if text in ("", "."):
+            continue
+        rules.append(IgnoreRule(_pattern_regex(text), exception))
+    return rules
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            i += 3 if pattern.startswith("**/", i) else 2
+            out.append(".*" if i >= len(pattern) else "(.*/)?")
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif char == "[" and "]" in pattern[i + 1 :]:
+            # A character class, as in Go's filepath.Match (`[^...]` negates).
+            end = pattern.index("]", i + 1)
+            out.append("[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out))
+
+
+def ignored(rules: Sequence[IgnoreRule], path: PurePosixPath) -> bool:
+    """Whether `docker build` leaves `path` (relative to the context) out; the last match wins."""
+    parts = path.parts
+    candidates = ["/".join(parts[: end + 1]) for end in range(len(parts))]  # folders, then path
+    excluded = False
+    for rule in rules:
+        if any(rule.pattern.fullmatch(candidate) for candidate in candidates):
+            excluded = not rule.exception
+    return excluded
 
 
 def context_files(directory: Path) -> list[Path]:
-    """Every regular file under `directory`, as sorted relative paths."""
-    return sorted(p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
+    """Every regular file under `directory` that `docker build` sends, as sorted relative paths.
+
+    A `.dockerignore` there is honoured as Docker honours it, so the inputs
+    hash covers exactly what the build sees.
+    """
+    ignore = directory / DOCKERIGNORE
+    rules = ignore_rules(ignore.read_text().splitlines()) if ignore.is_file() else []
+    files = (p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
+    return sorted(
+        p
+        for p in files
+        if p.as_posix() in ALWAYS_SENT or not ignored(rules, PurePosixPath(p.as_posix()))
+    )
 
 
 def inputs_hash(context: Path, build_args: Mapping[str, str], parents: Sequence[str]) -> str:
@@ -330,8 +440,17 @@ class Docker:
             raise BuildError("\n".join(problems))
 
 
-def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: bool) -> str:
-    """Build `target` unless it is current; return its one-line status."""
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one image: `built` (or relabelled) or already `current`."""
+
+    image: str
+    built: bool
+    line: str
+
+
+def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: bool) -> Outcome:
+    """Build `target` unless it is current; say what happened in one line."""
     digest = inputs_hash(target.context, target.build_args, parents)
     labels = docker.labels(target.image)
     action = decide(labels, digest, bool(target.version_command), force)
@@ -352,8 +471,37 @@ def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: 
         docker.remove(previous)  # an image this tool built, now replaced
     shown = f" (version {version})" if version else ""
     if action == "skip":
-        return f"{target.image}: up to date{shown}"
-    return f"{target.image}: built in {time.monotonic() - started:.1f} s{shown}"
+        return Outcome(target.image, False, f"{target.image}: up to date{shown}")
+    line = f"{target.image}: built in {time.monotonic() - started:.1f} s{shown}"
+    return Outcome(target.image, True, line)
+
+
+@dataclass
+class Tally:
+    """The images of one run, by what became of them."""
+
+    built: list[str] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    not_attempted: int = 0  # languages left out because the supervisor failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_attempted
+
+    def add(self, outcome: Outcome) -> None:
+        (self.built if outcome.built else self.current).append(outcome.image)
+
+    def summary(self, seconds: float) -> str:
+        """E.g. `images: 13 ready (2 built, 11 up to date, 0 failed) in 4.2 s`."""
+        failed = f"{len(self.failed)} failed"
+        if self.failed:
+            failed += ": " + ", ".join(self.failed)
+        if self.not_attempted:
+            failed += f"; {self.not_attempted} not attempted"
+        ready = len(self.built) + len(self.current)
+        counts = f"{len(self.built)} built, {len(self.current)} up to date, {failed}"
+        return f"images: {ready} ready ({counts}) in {seconds:.1f} s"
 
 
 def select(catalog: Catalog, wanted: Sequence[str]) -> list[LanguageSpec]:
@@ -366,44 +514,69 @@ def select(catalog: Catalog, wanted: Sequence[str]) -> list[LanguageSpec]:
     return sorted(chosen.values(), key=lambda spec: spec.id)
 
 
-def build_all(options: Options, docker: Docker, catalog: Catalog) -> bool:
-    """Build everything asked for; True when every image is ready."""
+def _ensure(docker: Docker, target: Target, parents: Sequence[str], options: Options) -> Outcome:
+    outcome = ensure_image(docker, target, parents, options.force)
+    print(outcome.line, flush=True)
+    return outcome
+
+
+def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
+    """Build everything asked for; a failed image is counted, the others still built.
+
+    Raises BuildError only for what stops every image (no engine, no base image).
+    """
     specs = select(catalog, options.languages)
     docker.check_engine()
     base, origin = resolve_base_image(docker, options.base_image)
     base_id = docker.require_id(base)
     print(f"base image: {base} ({origin})", flush=True)
+    tally = Tally()
     supervisor = Target(SUPERVISOR_IMAGE, options.supervisor_dir, {"BASE_IMAGE": base})
-    print(ensure_image(docker, supervisor, [base_id], options.force), flush=True)
-    supervisor_id = docker.require_id(SUPERVISOR_IMAGE)
-    ok = True
+    try:
+        tally.add(_ensure(docker, supervisor, [base_id], options))
+        supervisor_id = docker.require_id(SUPERVISOR_IMAGE)
+    except BuildError as error:
+        # Every language image copies the supervisor in: none can be built.
+        print(f"{SUPERVISOR_IMAGE}: FAILED: {error}", file=sys.stderr, flush=True)
+        tally.failed.append(SUPERVISOR_IMAGE)
+        tally.not_attempted = len(specs)
+        return tally
     for spec in specs:
         args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": SUPERVISOR_IMAGE}
-        target = Target(spec.image, spec.directory, args, spec.version_command)
+        target = Target(image_for(spec), spec.directory, args, spec.version_command)
         try:
-            print(ensure_image(docker, target, [base_id, supervisor_id], options.force), flush=True)
+            tally.add(_ensure(docker, target, [base_id, supervisor_id], options))
         except BuildError as error:
             # One broken language must not hold back the others.
-            ok = False
-            print(f"{spec.image}: FAILED: {error}", file=sys.stderr, flush=True)
-    return ok
+            print(f"{target.image}: FAILED: {error}", file=sys.stderr, flush=True)
+            tally.failed.append(target.image)
+    return tally
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+def build(options: Options, docker: Docker, catalog: Catalog) -> int:
+    """Build, print the summary line; the exit status: 0 when every image is ready, else 1."""
     started = time.monotonic()
     try:
-        ok = build_all(options, Docker(options.verbose), Catalog.load())
+        tally = build_all(options, docker, catalog)
     except BuildError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         return 130
-    if not ok:
-        print("error: some images failed to build (see above)", file=sys.stderr)
-        return 1
-    print(f"images ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return 0
+    print(tally.summary(time.monotonic() - started), flush=True)
+    return 0 if tally.ok else 1
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """The handler of `images build`."""
+    options = options_from(args)
+    return build(options, Docker(options.verbose), Catalog.load())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from codebeaker.runtimes.model import (
     Stream,
     Verdict,
 )
-from codebeaker.runtimes.protocol import (
+from codebeaker.runtimes.supervisor.protocol import (
     PAUSE,
     Frame,
     FrameType,

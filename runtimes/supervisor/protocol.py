@@ -1,4 +1,4 @@
-"""The server's half of the cb-supervisor wire protocol (see supervisor/PROTOCOL.md).
+"""The server's half of the cb-supervisor wire protocol (see PROTOCOL.md beside it).
 
 Pure byte handling, no I/O: planning a job's stages (compile, run, test
 cases), encoding the request that carries them into a waiting container, and

@@ -1,0 +1,132 @@
+"""DockerBackend: hosts are hardened containers, one per execution, removed after.
+
+A launch creates the container (`container.container_config`: DESIGN.md's
+sandbox rules), attaches to it and starts it; cb-supervisor then waits on the
+attached stdin. Removal (kill, drain, remove) runs in the background, and
+keeps reading the attach stream meanwhile: the engine cannot kill a container
+whose output nobody reads. Containers carry our owner label, so `prepare`
+and `close` sweep whatever an instance of ours left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from codebeaker.runtimes.catalog import Catalog, LanguageSpec
+from codebeaker.runtimes.docker.container import container_config
+from codebeaker.runtimes.docker.engine import AttachStream, Engine
+from codebeaker.runtimes.docker.host import READ_SIZE, DockerHost
+from codebeaker.runtimes.docker.labels import OWNER_LABEL, VERSION_LABEL, image_for
+from codebeaker.runtimes.docker.settings import DockerSettings
+from codebeaker.runtimes.errors import CodeBeakerError
+from codebeaker.runtimes.model import Limits
+from codebeaker.runtimes.telemetry import annotate, phase
+
+log = logging.getLogger(__name__)
+POOLED = "pooled"  # execution label of a container launched before its program is known
+
+
+class DockerBackend:
+    def __init__(self, catalog: Catalog, settings: DockerSettings) -> None:
+        self._catalog = catalog
+        self._settings = settings
+        self._engine = Engine(settings.docker_host, settings.api_threads)
+        self._teardowns: set[asyncio.Task[None]] = set()
+
+    @property
+    def cpu_quota(self) -> float:
+        return self._settings.cpus
+
+    @property
+    def owner_label(self) -> str:
+        return f"{OWNER_LABEL}={self._settings.instance}"
+
+    def memory_resizable(self, language: str) -> bool:
+        return self._settings.resizable(language)
+
+    async def prepare(self) -> None:
+        await self._remove_owned("leftover")
+
+    async def _remove_owned(self, kind: str) -> None:
+        owned = await self._engine.containers_with_label(self.owner_label)
+        if owned:
+            log.info("removing %d %s sandbox containers", len(owned), kind)
+        await asyncio.gather(*(self._engine.remove(cid) for cid in owned))
+
+    async def unready_reason(self) -> str | None:
+        try:
+            await self._engine.ping()
+            for spec in self._catalog.specs():
+                await self._engine.image_labels(image_for(spec))
+            missing = self._settings.runtimes() - await self._engine.oci_runtimes()
+        except Exception as error:  # health reports any failure as a reason
+            return str(error)
+        if missing:
+            return f"OCI runtime {', '.join(sorted(missing))} is not registered with the engine"
+        return None
+
+    async def versions(self) -> Mapping[str, str]:
+        found: dict[str, str] = {}
+        for spec in self._catalog.specs():
+            with contextlib.suppress(Exception):
+                labels = await self._engine.image_labels(image_for(spec))
+                found[spec.id] = labels.get(VERSION_LABEL, "")
+        return found
+
+    async def launch(self, spec: LanguageSpec, limits: Limits, execution_id: str) -> DockerHost:
+        annotate(runtime=self._settings.runtime_for(spec.id))
+        config = container_config(spec, limits, self._settings, execution_id or POOLED)
+        container_id = await self._engine.create(config)
+        attach: AttachStream | None = None
+        try:
+            attach = await self._engine.attach(container_id)
+            await self._engine.start(container_id)
+        except BaseException:
+            self._schedule_teardown(container_id, attach)
+            raise
+        return DockerHost(container_id, attach, self._engine)
+
+    def discard(self, host: DockerHost) -> None:
+        self._schedule_teardown(host.container_id, host.attach)
+
+    async def close(self) -> None:
+        while self._teardowns:
+            await asyncio.gather(*list(self._teardowns), return_exceptions=True)
+        try:
+            await self._remove_owned("remaining")
+        except CodeBeakerError as error:
+            log.warning("could not sweep sandbox containers at shutdown: %s", error)
+        finally:
+            self._engine.close()
+
+    def _schedule_teardown(self, container_id: str, attach: AttachStream | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._teardown(container_id, attach))
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
+    async def _teardown(self, container_id: str, attach: AttachStream | None) -> None:
+        drain = asyncio.create_task(_drain(attach)) if attach else None
+        try:
+            with phase("teardown", container=container_id[:12]):
+                async with asyncio.timeout(self._settings.teardown_timeout):
+                    await self._engine.remove(container_id)
+        except Exception:
+            log.exception("teardown of sandbox %s failed", container_id[:12])
+        finally:
+            if drain:
+                drain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drain
+            if attach:
+                attach.close()
+
+
+async def _drain(attach: AttachStream | None) -> None:
+    if attach is None:
+        return
+    with contextlib.suppress(OSError):
+        while await attach.reader.read(READ_SIZE):
+            pass

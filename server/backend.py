@@ -1,0 +1,68 @@
+"""The one place in the server that names a backend: its config section, the
+sandbox built over it, and the backend's own subcommands.
+
+Everything else in the server sees only `codebeaker.runtimes.sandbox.Sandbox`
+and asks it what it can do. Docker is the backend today; another would add
+its section and its branch here, and a folder of its own under runtimes/.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.docker import DockerBackend, DockerSettings
+from codebeaker.runtimes.docker.images import add_images_command
+from codebeaker.runtimes.sandbox import Sandbox
+from codebeaker.runtimes.supervised import SupervisedSandbox
+from codebeaker.server.options import SIZE, language_ids, parse_assignments, setting
+
+if TYPE_CHECKING:
+    from codebeaker.server.config import ServerConfig
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    runtime: str = setting("runc", "OCI runtime for sandboxes: runc, or runsc (gVisor)")
+    language_runtimes: str = setting(
+        "", "per-language runtime overrides, e.g. python=runsc,js=runc"
+    )
+    instance: str = setting("default", "owner label value; leftovers with it are removed at start")
+    sandbox_cpus: float = setting(1.0, "CPU quota of one sandbox, in CPUs")
+    workspace_size: int = setting(64 << 20, "size of the sandbox's /workspace tmpfs", SIZE)
+    tmp_size: int = setting(64 << 20, "size of the sandbox's /tmp tmpfs", SIZE)
+    docker_host: str = setting("", "Docker engine address; empty: DOCKER_HOST or the local socket")
+
+    def settings(self, catalog: Catalog) -> DockerSettings:
+        """The backend's settings, language names resolved to the catalog's ids
+        (an unknown one is a ValueError naming the setting)."""
+        try:
+            assigned = parse_assignments(self.language_runtimes)
+        except ValueError as error:
+            raise ValueError(f"language_runtimes: {error}") from None
+        ids = language_ids(catalog, assigned, "language_runtimes")
+        return DockerSettings(
+            docker_host=self.docker_host or DockerSettings.host_from_env(),
+            runtime=self.runtime,
+            language_runtimes=MappingProxyType(dict(zip(ids, assigned.values(), strict=True))),
+            instance=self.instance,
+            cpus=self.sandbox_cpus,
+            workspace_bytes=self.workspace_size,
+            tmp_bytes=self.tmp_size,
+        )
+
+
+def build_sandbox(config: ServerConfig, catalog: Catalog) -> Sandbox:
+    """The server's sandbox: pools and supervision over the configured backend."""
+    backend = DockerBackend(catalog, config.backend.settings(catalog))
+    return SupervisedSandbox(
+        catalog, backend, config.pools.settings(catalog), config.limits.limit_policy().default
+    )
+
+
+def add_backend_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The backend's subcommands of `codebeaker` (`images build`)."""
+    add_images_command(subparsers)
