@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Protocol, Self, Unpack, cast
+from typing import Protocol, Self, Unpack
 
 import grpc
 
@@ -149,10 +149,7 @@ class AsyncClient:
         self.address = resolve_address(address)
         self.timeout = timeout
         self._channel = grpc.aio.insecure_channel(self.address, options=channel_options(options))
-        # The stub's overloads cannot tell an (untyped) aio channel from a sync one.
-        self._stub = cast(
-            "pb_grpc.ExecutionServiceAsyncStub", pb_grpc.ExecutionServiceStub(self._channel)
-        )
+        self._stub = pb_grpc.ExecutionServiceStub(self._channel)
 
     async def execute(
         self,

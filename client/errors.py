@@ -89,6 +89,16 @@ class _StatusCode(Protocol):
     def name(self) -> str: ...
 
 
+class _Metadatum(Protocol):
+    """A metadata entry as grpc's stubs type the sync RpcError's (a namedtuple, in fact)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def value(self) -> str | bytes: ...
+
+
 class _FailedCall(Protocol):
     """What both grpc.RpcError (sync) and grpc.aio.AioRpcError offer."""
 
@@ -96,7 +106,7 @@ class _FailedCall(Protocol):
 
     def details(self) -> str | None: ...
 
-    def trailing_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
+    def trailing_metadata(self) -> Iterable[tuple[str, str | bytes] | _Metadatum] | None: ...
 
 
 def error_from_rpc(error: _FailedCall) -> CodeBeakerError:
@@ -122,7 +132,8 @@ def translate_rpc_errors() -> Iterator[None]:
 
 
 def _retry_after(error: _FailedCall) -> float | None:
-    for key, value in error.trailing_metadata() or ():
+    for entry in error.trailing_metadata() or ():
+        key, value = entry if isinstance(entry, tuple) else (entry.key, entry.value)
         if key.lower() != RETRY_AFTER_KEY:
             continue
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else value

@@ -4,14 +4,17 @@ What the caller sent wrong is INVALID_ARGUMENT (including a request that is
 not a valid protobuf message at all), no capacity is
 RESOURCE_EXHAUSTED (with a `retry-after` hint in trailing metadata), an
 unreachable engine is UNAVAILABLE. Anything unexpected is logged with its
-traceback and becomes INTERNAL without leaking details.
+traceback and becomes INTERNAL without leaking details. This holds for every
+kind of RPC, whether the error comes before the first response, mid-stream, or
+from a streamed request message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import NoReturn, TypeVar
 
 import grpc
 from grpc import aio
@@ -23,10 +26,13 @@ from codebeaker.runtimes.errors import (
     InvalidRequest,
     SandboxFailure,
 )
+from codebeaker.server.interception import Interceptor, Method
 
 log = logging.getLogger(__name__)
 # Health and reflection are grpc's own services; only ours raise domain errors.
 OUR_METHODS = "/codebeaker."
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 def status_for(error: CodeBeakerError) -> grpc.StatusCode:
@@ -41,36 +47,29 @@ def status_for(error: CodeBeakerError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-class Unparsable:
-    """Stands in for a request message that did not parse, so that the handler,
-    not grpc's framework, answers it (with INVALID_ARGUMENT)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+class Unparsable(Exception):
+    """A request message's bytes did not parse: the caller's fault, not grpc's
+    framework's to answer (it would say UNKNOWN), so the call answers it."""
 
 
-def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    if deserialize is None:
-        return None
-
-    def parse(data: bytes) -> Any:
+def _raising_unparsable(deserialize: Callable[[bytes], Req]) -> Callable[[bytes], Req]:
+    def parse(data: bytes) -> Req:
         try:
             return deserialize(data)
         except Exception as error:  # DecodeError and friends: the bytes are the caller's fault
-            return Unparsable(str(error) or type(error).__name__)
+            raise Unparsable(str(error) or type(error).__name__) from error
 
     return parse
 
 
-async def _refuse_unparsable(request: Any, context: aio.ServicerContext) -> None:
-    if isinstance(request, Unparsable):
+async def _abort(
+    context: aio.ServicerContext[Req, Resp], error: Exception, method: str
+) -> NoReturn:
+    if isinstance(error, Unparsable):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"the request is not a valid protobuf message: {request.reason}",
+            f"the request is not a valid protobuf message: {error}",
         )
-
-
-async def _abort(context: aio.ServicerContext, error: Exception, method: str) -> None:
     if isinstance(error, CodeBeakerError):
         code = status_for(error)
         if isinstance(error, CapacityExhausted):
@@ -82,45 +81,22 @@ async def _abort(context: aio.ServicerContext, error: Exception, method: str) ->
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
 
-class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    async def intercept_service(
-        self,
-        continuation: Callable[[Any], Awaitable[Any]],
-        details: Any,
-    ) -> Any:
-        handler = await continuation(details)
-        method = details.method
-        if handler is None or not method.startswith(OUR_METHODS):
-            return handler
-        if handler.unary_unary:
-            inner_unary = handler.unary_unary
+class ErrorInterceptor(Interceptor):
+    def intercepts(self, method: Method) -> bool:
+        return method.name.startswith(OUR_METHODS)
 
-            async def unary(request: Any, context: aio.ServicerContext) -> Any:
-                await _refuse_unparsable(request, context)
-                try:
-                    return await inner_unary(request, context)
-                except aio.AbortError:
-                    raise
-                except Exception as error:
-                    await _abort(context, error, method)
+    def request_deserializer(
+        self, method: Method, deserialize: Callable[[bytes], Req]
+    ) -> Callable[[bytes], Req]:
+        return _raising_unparsable(deserialize)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary, _lenient(handler.request_deserializer), handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
-
-            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                await _refuse_unparsable(request, context)
-                try:
-                    async for response in inner_stream(request, context):
-                        yield response
-                except aio.AbortError:
-                    raise
-                except Exception as error:
-                    await _abort(context, error, method)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, _lenient(handler.request_deserializer), handler.response_serializer
-            )
-        return handler
+    @contextlib.asynccontextmanager
+    async def intercept(
+        self, method: Method, context: aio.ServicerContext[Req, Resp]
+    ) -> AsyncIterator[None]:
+        try:
+            yield
+        except aio.AbortError:  # the status is sent already
+            raise
+        except Exception as error:  # not CancelledError: a cancelled call has no one to answer
+            await _abort(context, error, method.name)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import grpc
 from grpc import aio
@@ -27,6 +26,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from codebeaker.server.errors import OUR_METHODS
+from codebeaker.server.interception import Interceptor, Method
 from codebeaker.server.metrics import Metrics
 
 _tracer = trace.get_tracer("codebeaker.server")
@@ -40,6 +40,8 @@ SERVER_FAULTS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 @dataclass(frozen=True)
@@ -52,38 +54,45 @@ class Rpc:
     traced: bool
 
     @staticmethod
-    def of(full_method: str, handler: grpc.RpcMethodHandler) -> Rpc:
-        service, _, method = full_method.lstrip("/").rpartition("/")
-        streams = (handler.request_streaming, handler.response_streaming)
+    def of(method: Method) -> Rpc:
+        service, _, name = method.name.lstrip("/").rpartition("/")
+        streams = (method.request_streaming, method.response_streaming)
         kind = {
             (False, False): "unary",
             (False, True): "server_stream",
             (True, False): "client_stream",
             (True, True): "bidi_stream",
         }[streams]
-        return Rpc(kind, service, method, full_method.startswith(OUR_METHODS))
+        return Rpc(kind, service, name, method.name.startswith(OUR_METHODS))
 
 
-def _status_of(context: aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+def _status_of(
+    context: aio.ServicerContext[Req, Resp], error: BaseException | None
+) -> grpc.StatusCode:
     if isinstance(error, asyncio.CancelledError):
-        remaining = context.time_remaining()
+        # None without a deadline, whatever the stubs say.
+        remaining: float | None = context.time_remaining()
         expired = remaining is not None and remaining <= 0
         return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-    code = context.code()
+    # None until the call sets one, whatever the stubs say.
+    code: grpc.StatusCode | None = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
     return grpc.StatusCode.UNKNOWN if error is not None else grpc.StatusCode.OK
 
 
-class TelemetryInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+class TelemetryInterceptor(Interceptor):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    @contextlib.contextmanager
-    def _observe(self, rpc: Rpc, context: aio.ServicerContext) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def intercept(
+        self, method: Method, context: aio.ServicerContext[Req, Resp]
+    ) -> AsyncIterator[None]:
+        rpc = Rpc.of(method)
         self._metrics.rpc_start(rpc.kind, rpc.service, rpc.method)
         started = time.perf_counter()
-        span_scope = self._span(rpc, context) if rpc.traced else contextlib.nullcontext(None)
+        span_scope = _span(rpc, context) if rpc.traced else contextlib.nullcontext(None)
         with span_scope as span:
             error: BaseException | None = None
             try:
@@ -101,69 +110,22 @@ class TelemetryInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                     if code in SERVER_FAULTS:
                         span.set_status(Status(StatusCode.ERROR, code.name))
 
-    def _span(
-        self, rpc: Rpc, context: aio.ServicerContext
-    ) -> contextlib.AbstractContextManager[Span]:
-        carrier = {
-            key: value
-            for key, value in (context.invocation_metadata() or ())
-            if isinstance(value, str)
-        }
-        return _tracer.start_as_current_span(
-            f"{rpc.service}/{rpc.method}",
-            context=propagate.extract(carrier),
-            kind=SpanKind.SERVER,
-            attributes={
-                "rpc.system": "grpc",
-                "rpc.service": rpc.service,
-                "rpc.method": rpc.method,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[Any], Awaitable[Any]],
-        details: Any,
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        rpc = Rpc.of(details.method, handler)
-        for kind, make in _HANDLER_FACTORIES.items():
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return make(
-                    self._wrap(rpc, behavior),
-                    handler.request_deserializer,
-                    handler.response_serializer,
-                )
-        return handler
-
-    def _wrap(self, rpc: Rpc, behavior: Callable[..., Any]) -> Callable[..., Any]:
-        """The same kind of callable (response stream or coroutine), observed."""
-        observe = self._observe
-        if inspect.isasyncgenfunction(behavior):
-
-            async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                with observe(rpc, context):
-                    async for response in behavior(request, context):
-                        yield response
-
-            return streaming
-
-        # A coroutine: a unary answer, or a stream written with context.write().
-        async def answering(request: Any, context: aio.ServicerContext) -> Any:
-            with observe(rpc, context):
-                return await behavior(request, context)
-
-        return answering
-
-
-_HANDLER_FACTORIES = {
-    "unary_unary": grpc.unary_unary_rpc_method_handler,
-    "unary_stream": grpc.unary_stream_rpc_method_handler,
-    "stream_unary": grpc.stream_unary_rpc_method_handler,
-    "stream_stream": grpc.stream_stream_rpc_method_handler,
-}
+def _span(
+    rpc: Rpc, context: aio.ServicerContext[Req, Resp]
+) -> contextlib.AbstractContextManager[Span]:
+    carrier = {
+        key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+    }
+    return _tracer.start_as_current_span(
+        f"{rpc.service}/{rpc.method}",
+        context=propagate.extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes={
+            "rpc.system": "grpc",
+            "rpc.service": rpc.service,
+            "rpc.method": rpc.method,
+        },
+        record_exception=False,
+        set_status_on_exception=False,
+    )

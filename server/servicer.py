@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+from grpc import aio
+
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.model import Finished, Output, StageFinished, Started
 from codebeaker.server.executions import Executions
@@ -24,7 +26,11 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         self._executions = executions
         self._rules = rules
 
-    async def Execute(self, request: pb.ExecuteRequest, context: object) -> pb.ExecuteResponse:
+    async def Execute(
+        self,
+        request: pb.ExecuteRequest,
+        context: aio.ServicerContext[pb.ExecuteRequest, pb.ExecuteResponse],
+    ) -> pb.ExecuteResponse:
         job = build_job(request.spec, self._rules())
         collected = await self._executions.collect(job)
         return pb.ExecuteResponse(
@@ -34,7 +40,9 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         )
 
     async def ExecuteStream(
-        self, request: pb.ExecuteStreamRequest, context: object
+        self,
+        request: pb.ExecuteStreamRequest,
+        context: aio.ServicerContext[pb.ExecuteStreamRequest, pb.ExecuteStreamResponse],
     ) -> AsyncIterator[pb.ExecuteStreamResponse]:
         job = build_job(request.spec, self._rules())
         sequence = 0
@@ -63,7 +71,9 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
                     yield message(result=result_message(event, job.execution_id))
 
     async def ListRuntimes(
-        self, request: pb.ListRuntimesRequest, context: object
+        self,
+        request: pb.ListRuntimesRequest,
+        context: aio.ServicerContext[pb.ListRuntimesRequest, pb.ListRuntimesResponse],
     ) -> pb.ListRuntimesResponse:
         return pb.ListRuntimesResponse(runtimes=runtime_messages(self._rules().catalog))
 

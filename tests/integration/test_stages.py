@@ -84,7 +84,7 @@ def test_compile_limits_that_belong_to_the_run_are_refused(
 ) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         run(stub, "c", C_SUM, compile_limits=pb.ResourceLimits(max_processes=3))
-    error: grpc.Call = caught.value
+    error = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "spec.compile_limits.max_processes" in (error.details() or "")
 
@@ -116,7 +116,7 @@ def test_the_compile_has_a_memory_limit_of_its_own(
     if runtime == "runsc":
         with pytest.raises(grpc.RpcError) as caught:
             run(stub, "cpp", heavy, compile_limits=tight)
-        error: grpc.Call = caught.value
+        error = caught.value
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "gVisor" in (error.details() or "")
         return

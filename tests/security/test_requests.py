@@ -102,9 +102,9 @@ def test_bad_request_is_invalid_argument(sandbox: Sandbox, case: str) -> None:
     field, bad = BAD[case]
     with pytest.raises(grpc.RpcError) as caught:
         sandbox.execute(bad)
-    error: grpc.Call = caught.value
+    error = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
-    assert error.details().startswith(field), error.details()
+    assert (error.details() or "").startswith(field), error.details()
     assert sandbox.created() == []
 
 
@@ -113,9 +113,9 @@ def test_bad_stream_request_is_invalid_argument(sandbox: Sandbox, case: str) -> 
     field, bad = BAD[case]
     with pytest.raises(grpc.RpcError) as caught:
         list(sandbox.stub.ExecuteStream(pb.ExecuteStreamRequest(spec=bad), timeout=RPC_TIMEOUT))
-    error: grpc.Call = caught.value
+    error = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
-    assert error.details().startswith(field), error.details()
+    assert (error.details() or "").startswith(field), error.details()
     assert sandbox.created() == []
 
 
@@ -142,10 +142,11 @@ def wire(case: str) -> bytes:
 
 @pytest.mark.parametrize("case", [*MALFORMED, "truncated message"])
 def test_malformed_message_is_invalid_argument(sandbox: Sandbox, case: str) -> None:
+    execute: grpc.UnaryUnaryMultiCallable[bytes, bytes]
     execute = sandbox.hostile.channel.unary_unary("/codebeaker.v1.ExecutionService/Execute")
     with pytest.raises(grpc.RpcError) as caught:
         execute(wire(case), timeout=RPC_TIMEOUT)
-    error: grpc.Call = caught.value
+    error = caught.value
     assert sandbox.created() == []
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
     assert "not a valid protobuf message" in (error.details() or "")
@@ -156,7 +157,7 @@ def test_message_above_grpcs_size_limit_is_refused_by_grpc(sandbox: Sandbox) -> 
     # its standard code for it (RESOURCE_EXHAUSTED), still not INTERNAL.
     with pytest.raises(grpc.RpcError) as caught:
         sandbox.execute(spec(stdin=b"\0" * (65 << 20)))
-    error: grpc.Call = caught.value
+    error = caught.value
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
     assert sandbox.created() == []
 
