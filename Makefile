@@ -66,6 +66,7 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p codebeaker.server -p codebeaker.runtimes -p codebeaker.client
 	$(BIN)/mypy tests bench tools
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	BUF=$(BIN)/buf scripts/buf-breaking.sh
