@@ -10,8 +10,7 @@ from typing import Any
 from bench.bare import Interpreter
 from bench.engine import api_client
 from bench.programs import PROGRAMS
-
-VERSION_LABEL = "io.codebeaker.version"
+from codebeaker.runtimes.docker.labels import VERSION_LABEL
 
 
 def _meminfo_total() -> int:

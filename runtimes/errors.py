@@ -1,7 +1,8 @@
-"""Domain errors of the sandbox layer.
+"""Domain errors: what the service refuses, or fails with.
 
-The server maps each of these to one gRPC status in a single interceptor; code
-below the server raises them and never thinks about status codes.
+The server maps each of these to one gRPC status in a single interceptor; the
+code that raises them (the sandbox layer, the server's request checks, its
+tenancy) never thinks about status codes.
 """
 
 from __future__ import annotations
@@ -47,3 +48,32 @@ class CapacityExhausted(CodeBeakerError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(CapacityExhausted):
+    """A tenant's quota `quota` would be exceeded; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float, tenant: str, quota: str) -> None:
+        super().__init__(message, retry_after)
+        self.tenant = tenant
+        self.quota = quota
+
+
+class Unauthenticated(CodeBeakerError):
+    """The call carries no credentials, or ones no tenant has."""
+
+
+class PermissionDenied(CodeBeakerError):
+    """The caller is known but may not do this."""
+
+
+class NotFound(CodeBeakerError):
+    """No such resource (also: one that belongs to another tenant)."""
+
+    def __init__(self, resource: str, message: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+
+class FailedPrecondition(CodeBeakerError):
+    """The resource is not in a state that allows this (e.g. a paused session)."""
