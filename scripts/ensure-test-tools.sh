@@ -9,6 +9,9 @@
 #   docker-compose  Debian's compose v1, to validate deploy/compose.yaml
 #                   (`docker-compose config`); Debian's Docker 20.10 has no
 #                   `docker compose` plugin.
+#   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static
+#                   scripts/check-supervisor-arches.sh builds cb-supervisor for
+#                   aarch64 and checks its seccomp filter there.
 set -euo pipefail
 
 say() { echo "ensure-test-tools: $*" >&2; }
@@ -17,9 +20,11 @@ die() { say "error: $*"; exit 1; }
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    say "prometheus and docker-compose present; nothing to do"
+    say "prometheus, docker-compose and the aarch64 tools present; nothing to do"
     exit 0
 fi
 

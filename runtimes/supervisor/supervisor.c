@@ -10,7 +10,8 @@
  * wire format is specified in PROTOCOL.md next to this file. Nothing but
  * frames ever goes to fd 1; diagnostics go to fd 2.
  *
- * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor supervisor.c workspace.c
+ * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor \
+ *            supervisor.c workspace.c seccomp.c
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -25,19 +26,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sched.h>
-#include <stddef.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "seccomp.h"
 #include "workspace.h"
 
 #define MAX_PATH 4096              /* bytes per file path */
@@ -433,52 +429,13 @@ static void take_own_uid(void)
 }
 
 /*
- * A seccomp filter of our own, on top of whatever the engine installs, for
- * what no program needs and the host kernel should not be asked for: io_uring
- * (Docker 20.10's default profile allows it under runc) and new namespaces
- * (gVisor allows unprivileged user namespaces, and with them raw sockets).
- * clone3 passes its flags in memory the filter cannot read, so it is
- * ENOSYS, which makes the C library fall back to clone, whose flags we check.
+ * In the forked child: become the stage's command, or say why not and exit
+ * 127. If the syscall filter cannot be installed, the reason goes to the
+ * parent on why_fd (closed unwritten otherwise), which ends the request with
+ * an F frame: no program ever runs without the filter.
  */
-#ifdef __x86_64__
-#define NAMESPACE_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
-                         CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
-#define DENY(nr, err) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
-                      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err))
-#define DENY_FLAGS(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 3), \
-                       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])), \
-                       BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NAMESPACE_FLAGS, 0, 1), \
-                       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
-
-static int restrict_syscalls(void)
-{
-    struct sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS), /* 32-bit entry points */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS), /* the x32 ABI */
-        DENY(__NR_io_uring_setup, EPERM),
-        DENY(__NR_io_uring_enter, EPERM),
-        DENY(__NR_io_uring_register, EPERM),
-        DENY(__NR_setns, EPERM),
-        DENY(__NR_clone3, ENOSYS),
-        DENY_FLAGS(__NR_unshare),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        DENY_FLAGS(__NR_clone),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {(unsigned short)(sizeof code / sizeof code[0]), code};
-    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
-#else
-static int restrict_syscalls(void) { return 0; }
-#endif
-
-/* In the forked child: become the stage's command, or say why not and exit 127. */
 __attribute__((noreturn)) static void run_child(const int *in, const int *out, const int *err,
-                                                const struct stage *st)
+                                                int why_fd, const struct stage *st)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -495,13 +452,15 @@ __attribute__((noreturn)) static void run_child(const int *in, const int *out, c
         close(fd);
     }
     if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
-    if (close_range(3, ~0u, 0) < 0) /* everything is O_CLOEXEC anyway */
-        for (int i = 3; i < 4096; i++) close(i);
-    /* no_new_privs lets an unprivileged process install a filter (the engine sets it). */
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || restrict_syscalls() < 0) {
-        dprintf(2, "cb-supervisor: cannot install the syscall filter: %s\n", strerror(errno));
+    const char *why = restrict_syscalls();
+    if (why) {
+        int e = errno;
+        dprintf(why_fd, "cannot install the syscall filter: %s%s%s", why, e ? ": " : "",
+                e ? strerror(e) : "");
         _exit(127);
     }
+    if (close_range(3, ~0u, 0) < 0) /* everything is O_CLOEXEC anyway */
+        for (int i = 3; i < 4096; i++) close(i);
     if (st->cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
         struct rlimit rl;
         rl.rlim_cur = rl.rlim_max = (rlim_t)((st->cpu_ms + 999) / 1000 + 1);
@@ -559,18 +518,24 @@ struct report {
  */
 static void run_stage(const struct stage *st, struct report *rep)
 {
-    int in[2], out[2], err[2];
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+    int in[2], out[2], err[2], why[2];
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+        pipe2(why, O_CLOEXEC) < 0)
         fail("pipe: %s", strerror(errno));
     uint64_t cpu0 = cpu_usage_us(), oom0 = oom_kills(), peak0 = cgroup_peak();
     uint64_t t0 = now_us(), t_exit = 0, left = st->stdin_len;
     killed = 0;
     memset(&child_usage, 0, sizeof child_usage);
     if ((child = fork()) < 0) fail("fork: %s", strerror(errno));
-    if (child == 0) run_child(in, out, err, st);
+    if (child == 0) run_child(in, out, err, why[1], st);
     child_alive = 1;
     setpgid(child, child); /* the child does it too: no race either way */
-    close(in[0]), close(out[1]), close(err[1]);
+    close(in[0]), close(out[1]), close(err[1]), close(why[1]);
+    char msg[256];
+    ssize_t got; /* EOF as soon as the child's filter is on (or it died before) */
+    while ((got = read(why[0], msg, sizeof msg)) < 0 && errno == EINTR) {}
+    close(why[0]);
+    if (got > 0) fail("%.*s", (int)got, msg);
     int in_fd = in[1];
     fcntl(in_fd, F_SETFL, O_NONBLOCK);
     fcntl(out[0], F_SETFL, O_NONBLOCK);
