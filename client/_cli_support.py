@@ -10,11 +10,16 @@ Exit codes of `codebeaker run` / `codebeaker runtimes`:
     0      with --case: every test case passed (the program's codes are not passed on)
     1      with --case: at least one test case did not pass (as pytest's failed tests)
     2      usage error, unreadable file, unknown language (INVALID_ARGUMENT)
+    66     no such session or operation, or not the caller's (NOT_FOUND; EX_NOINPUT)
     69     the service is unreachable or its engine is down (UNAVAILABLE; EX_UNAVAILABLE)
-    70     any other service failure (EX_SOFTWARE)
+    70     any other service failure (EX_SOFTWARE), also a resource not in a state that
+           allows the request (FAILED_PRECONDITION: not retried, the caller changes it)
     73     an --output file could not be written here, or its path was refused
            (EX_CANTCREAT; only when the run itself exited 0)
-    75     the server has no capacity now (RESOURCE_EXHAUSTED; EX_TEMPFAIL)
+    75     the server has no capacity now, or the tenant's quota is used up
+           (RESOURCE_EXHAUSTED; EX_TEMPFAIL)
+    77     no or unknown credentials, or not allowed (UNAUTHENTICATED, PERMISSION_DENIED;
+           EX_NOPERM)
     124    time limit exceeded, or the --timeout deadline passed (as timeout(1))
     125    memory or output limit exceeded, or no verdict
     126    compile error (also with --case)
@@ -33,8 +38,12 @@ import sys
 from codebeaker.client.errors import (
     CodeBeakerError,
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -42,10 +51,12 @@ PROG = "codebeaker"
 
 EXIT_CASES_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NO_INPUT = 66
 EXIT_UNAVAILABLE = 69
 EXIT_SOFTWARE = 70
 EXIT_CANT_CREATE = 73
 EXIT_TEMPFAIL = 75
+EXIT_NO_PERMISSION = 77
 EXIT_TIMEOUT = 124
 EXIT_LIMIT = 125
 EXIT_COMPILE_ERROR = 126
@@ -81,6 +92,14 @@ def explain_error(error: CodeBeakerError, address: str | None) -> CliError:
         return CliError(f"server busy: {error.details}{hint}", EXIT_TEMPFAIL)
     if isinstance(error, DeadlineExceededError):
         return CliError(f"deadline exceeded: {error.details}", EXIT_TIMEOUT)
+    if isinstance(error, UnauthenticatedError):
+        return CliError(f"not authenticated{where}: {error.details}", EXIT_NO_PERMISSION)
+    if isinstance(error, PermissionDeniedError):
+        return CliError(f"permission denied: {error.details}", EXIT_NO_PERMISSION)
+    if isinstance(error, NotFoundError):
+        return CliError(f"not found: {error.details}", EXIT_NO_INPUT)
+    if isinstance(error, FailedPreconditionError):
+        return CliError(f"not possible now: {error.details}", EXIT_SOFTWARE)
     return CliError(f"{error.code}: {error.details}", EXIT_SOFTWARE)
 
 

@@ -5,52 +5,90 @@ request and the service. Callers catch a small typed hierarchy instead of
 `grpc.RpcError`, whichever client (sync or asyncio) and whenever (call time or
 mid-stream) the failure happened: both clients wrap every RPC in
 `translate_rpc_errors()`.
+
+The server attaches `google.rpc.Status` details to its errors (AIP-193); they
+are decoded here into plain attributes, so a caller branches on `.reason`
+(stable words such as "LANGUAGE_UNKNOWN") and `.field_violations` instead of
+parsing messages. A server or proxy that sends no details leaves them empty.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
-from typing import ClassVar, Protocol
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import ClassVar, NamedTuple, Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
+
+# Neither ships a py.typed marker (googleapis-common-protos has .pyi files mypy can follow
+# once told to); what they give is read into typed values in `_decoded`.
+from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
+from grpc_status import rpc_status  # type: ignore[import-untyped, unused-ignore]
 
 RETRY_AFTER_KEY = "retry-after"
-"""Trailing-metadata key in which the server may suggest when to retry (seconds)."""
+"""Trailing-metadata key in which the server may suggest when to retry (seconds).
+
+Older servers send only this; current ones also send `google.rpc.RetryInfo`,
+which wins when both are there."""
+
+DOMAIN = "codebeaker"
+"""`ErrorInfo.domain` of the reasons CodeBeaker defines."""
+
+
+class FieldViolation(NamedTuple):
+    """One field of the request the server refused, and why (`BadRequest.field_violations`).
+
+    `field` is a path into the request, e.g. "spec.files[3].path"; "" for the
+    request as a whole (it did not parse)."""
+
+    field: str
+    description: str
 
 
 class CodeBeakerError(Exception):
     """Base of every error the SDK raises about a request or the service.
 
     `code` is the gRPC status name (e.g. "INVALID_ARGUMENT"); `details` is the
-    server's message.
+    server's message, for people. For programs: `reason` is the server's stable
+    reason (`google.rpc.ErrorInfo.reason`, e.g. "LIMIT_ABOVE_MAXIMUM"; None if it
+    sent none) with its `metadata`; `field_violations` names the refused fields;
+    `retry_after` (seconds) is the server's hint of when a retry may succeed.
     """
 
     default_code: ClassVar[str] = "UNKNOWN"
 
-    def __init__(self, details: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        details: str,
+        *,
+        code: str | None = None,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        field_violations: Iterable[FieldViolation] = (),
+        retry_after: float | None = None,
+    ) -> None:
         self.code = code or self.default_code
         self.details = details
+        self.reason = reason
+        self.metadata: Mapping[str, str] = MappingProxyType(dict(metadata or {}))
+        self.field_violations = list(field_violations)
+        self.retry_after = retry_after
         super().__init__(f"{self.code}: {details}")
 
 
 class InvalidArgumentError(CodeBeakerError):
-    """The server will not run this request; the message names the field."""
+    """The server will not run this request; `field_violations` name the fields."""
 
     default_code = "INVALID_ARGUMENT"
 
 
 class ResourceExhaustedError(CodeBeakerError):
-    """The server has no capacity now; `retry_after` (seconds) is its hint, if any."""
+    """The server (or the caller's quota) has no capacity now; `retry_after` is its hint."""
 
     default_code = "RESOURCE_EXHAUSTED"
-
-    def __init__(
-        self, details: str, *, code: str | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(details, code=code)
-        self.retry_after = retry_after
 
 
 class UnavailableError(CodeBeakerError):
@@ -71,22 +109,56 @@ class ExecutionCancelledError(CodeBeakerError):
     default_code = "CANCELLED"
 
 
+class UnauthenticatedError(CodeBeakerError):
+    """The call carried no credentials, or ones the server does not know."""
+
+    default_code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(CodeBeakerError):
+    """The caller is known but may not do this."""
+
+    default_code = "PERMISSION_DENIED"
+
+
+class NotFoundError(CodeBeakerError):
+    """No such resource (a session, an operation), or not one of the caller's."""
+
+    default_code = "NOT_FOUND"
+
+
+class FailedPreconditionError(CodeBeakerError):
+    """The resource is not in a state that allows this (e.g. a paused session)."""
+
+    default_code = "FAILED_PRECONDITION"
+
+
 class ServiceError(CodeBeakerError):
     """Any other failure: an unexpected status or a broken response stream."""
 
 
 _BY_CODE: dict[str, type[CodeBeakerError]] = {
-    "INVALID_ARGUMENT": InvalidArgumentError,
-    "RESOURCE_EXHAUSTED": ResourceExhaustedError,
-    "UNAVAILABLE": UnavailableError,
-    "DEADLINE_EXCEEDED": DeadlineExceededError,
-    "CANCELLED": ExecutionCancelledError,
+    kind.default_code: kind
+    for kind in (
+        InvalidArgumentError,
+        ResourceExhaustedError,
+        UnavailableError,
+        DeadlineExceededError,
+        ExecutionCancelledError,
+        UnauthenticatedError,
+        PermissionDeniedError,
+        NotFoundError,
+        FailedPreconditionError,
+    )
 }
 
 
 class _StatusCode(Protocol):
     @property
     def name(self) -> str: ...
+
+    @property
+    def value(self) -> tuple[int, str]: ...
 
 
 class _Metadatum(Protocol):
@@ -109,14 +181,28 @@ class _FailedCall(Protocol):
     def trailing_metadata(self) -> Iterable[tuple[str, str | bytes] | _Metadatum] | None: ...
 
 
+class _Details(NamedTuple):
+    """What the `google.rpc.Status` details of a failed call say, as plain values."""
+
+    reason: str | None = None
+    metadata: Mapping[str, str] = MappingProxyType({})
+    field_violations: tuple[FieldViolation, ...] = ()
+    retry_after: float | None = None
+
+
 def error_from_rpc(error: _FailedCall) -> CodeBeakerError:
     """The SDK exception for a failed RPC."""
     code = error.code().name
-    details = error.details() or ""
-    kind = _BY_CODE.get(code, ServiceError)
-    if kind is ResourceExhaustedError:
-        return ResourceExhaustedError(details, code=code, retry_after=_retry_after(error))
-    return kind(details, code=code)
+    found = _decoded(error)
+    retry_after = found.retry_after if found.retry_after is not None else _retry_after(error)
+    return _BY_CODE.get(code, ServiceError)(
+        error.details() or "",
+        code=code,
+        reason=found.reason,
+        metadata=found.metadata,
+        field_violations=found.field_violations,
+        retry_after=retry_after,
+    )
 
 
 @contextlib.contextmanager
@@ -129,6 +215,43 @@ def translate_rpc_errors() -> Iterator[None]:
             # A bare RpcError that is not also a Call carries no status.
             raise ServiceError(str(error) or type(error).__name__) from error
         raise error_from_rpc(error) from error
+
+
+def _decoded(error: _FailedCall) -> _Details:
+    """The details in the call's `grpc-status-details-bin` trailer; none if absent or broken.
+
+    A status whose code or message differs from the call's own (a proxy
+    rewrote one) is not believed: its details may be about something else.
+    """
+    try:
+        status = rpc_status.from_call(error)
+    except (ValueError, DecodeError):
+        return _Details()
+    if status is None:
+        return _Details()
+    infos: list[tuple[str, str, dict[str, str]]] = []
+    violations: list[FieldViolation] = []
+    retry_after: float | None = None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append((str(info.domain), str(info.reason), dict(info.metadata)))
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations += [
+                FieldViolation(str(v.field), str(v.description)) for v in bad.field_violations
+            ]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            seconds = float(retry.retry_delay.ToNanoseconds()) / 1e9
+            retry_after = seconds if math.isfinite(seconds) and seconds >= 0 else None
+    # Ours first: a proxy on the way may add an ErrorInfo of its own domain.
+    infos.sort(key=lambda found: found[0] != DOMAIN)
+    reason, metadata = (infos[0][1] or None, infos[0][2]) if infos else (None, {})
+    return _Details(reason, MappingProxyType(metadata), tuple(violations), retry_after)
 
 
 def _retry_after(error: _FailedCall) -> float | None:

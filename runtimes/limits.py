@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codebeaker.runtimes.errors import InvalidRequest
+from codebeaker.runtimes.errors import InvalidRequest, Reason
 from codebeaker.runtimes.model import Limits
 
 MIB = 1024 * 1024
@@ -47,9 +47,15 @@ class LimitPolicy:
             if asked is None:
                 values[name] = getattr(self.default, name)
             elif asked <= 0:
-                raise InvalidRequest(field, f"must be positive, got {asked}")
+                raise InvalidRequest(
+                    field, f"must be positive, got {asked}", reason=Reason.LIMIT_NOT_POSITIVE
+                )
             elif asked > maximum:
-                raise InvalidRequest(field, f"{asked} is above the server's maximum {maximum}")
+                raise InvalidRequest(
+                    field,
+                    f"{asked} is above the server's maximum {maximum}",
+                    reason=Reason.LIMIT_ABOVE_MAXIMUM,
+                )
             else:
                 values[name] = asked
         return Limits(

@@ -46,16 +46,6 @@ class Interceptor(aio.ServerInterceptor):
         """Whether to wrap this method at all; the others keep their handler untouched."""
         return True
 
-    def request_deserializer(
-        self, method: Method, deserialize: Callable[[bytes], Req]
-    ) -> Callable[[bytes], Req]:
-        """The parser for the method's request messages; grpc's own unless replaced.
-
-        Whichever it is runs inside the call, so what it raises reaches
-        `intercept` for every kind of RPC (see `_wrap_handler`).
-        """
-        return deserialize
-
     @abc.abstractmethod
     def intercept(
         self, method: Method, context: aio.ServicerContext[Req, Resp]
@@ -94,7 +84,7 @@ class Interceptor(aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Req, Resp]:
         deserialize = handler.request_deserializer
         if deserialize is not None:
-            deserialize = self.request_deserializer(method, deserialize)
+            deserialize = _raising_unparsable(deserialize)
         if method.request_streaming or deserialize is None:
             # A stream's messages are parsed as the behaviour reads them: inside the call already.
             wrapped = self._wrap(method, handler, _as_is)
@@ -175,3 +165,21 @@ def _rebuild(
 
 def _as_is(request: object) -> object:
     return request
+
+
+class UnparsableRequest(Exception):
+    """A request message's bytes did not parse: the caller's fault. Raised inside
+    the call (whichever interceptor parses it), so `intercept` sees it; grpc's
+    framework would otherwise answer UNKNOWN before any interceptor ran."""
+
+
+def _raising_unparsable(deserialize: Callable[[bytes], Req]) -> Callable[[bytes], Req]:
+    def parse(data: bytes) -> Req:
+        try:
+            return deserialize(data)
+        except UnparsableRequest:
+            raise
+        except Exception as error:  # DecodeError and friends: the bytes are the caller's fault
+            raise UnparsableRequest(str(error) or type(error).__name__) from error
+
+    return parse

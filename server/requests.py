@@ -17,7 +17,7 @@ from types import MappingProxyType
 from google.protobuf.duration_pb2 import Duration
 
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.errors import InvalidRequest
+from codebeaker.runtimes.errors import InvalidRequest, Reason
 from codebeaker.runtimes.limits import LimitPolicy, RequestedLimits
 from codebeaker.runtimes.model import Comparison, Job, Limits, OutputFiles, SourceFile, TestCase
 from codebeaker.v1 import execution_pb2 as pb
@@ -59,11 +59,14 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
         raise InvalidRequest(
             "spec.version",
             f"{language.id} {spec.version!r} is not available; this server has {language.version}",
+            reason=Reason.VERSION_UNAVAILABLE,
         )
     files, entrypoint = _program(spec, language.file_name, rules)
     if len(spec.stdin) > rules.max_stdin:
         raise InvalidRequest(
-            "spec.stdin", f"{len(spec.stdin)} bytes is above the maximum {rules.max_stdin}"
+            "spec.stdin",
+            f"{len(spec.stdin)} bytes is above the maximum {rules.max_stdin}",
+            reason=Reason.TOO_LARGE,
         )
     limits = rules.policy.resolve(_limits("spec.limits", spec.limits), "spec.limits")
     return Job(
@@ -96,12 +99,14 @@ def _compile_limits(
         raise InvalidRequest(
             "spec.compile_limits.max_processes",
             "the compile shares the sandbox's process cap with the run: set spec.limits",
+            reason=Reason.FIELD_UNSUPPORTED,
         )
     if requested.memory_bytes is not None and language in rules.fixed_memory_languages:
         raise InvalidRequest(
             "spec.compile_limits.memory_bytes",
             f"{language} runs under gVisor, whose sandbox cannot change its memory limit: "
             "the compile shares spec.limits.memory_bytes",
+            reason=Reason.FIELD_UNSUPPORTED,
         )
     policy = rules.compile_policy or rules.policy
     resolved = policy.resolve(requested, prefix="spec.compile_limits")
@@ -112,13 +117,17 @@ def _compile_limits(
 def _output_files(patterns: Sequence[str], rules: RequestRules) -> OutputFiles:
     if len(patterns) > MAX_OUTPUT_PATTERNS:
         raise InvalidRequest(
-            "spec.output_files", f"{len(patterns)} paths; the maximum is {MAX_OUTPUT_PATTERNS}"
+            "spec.output_files",
+            f"{len(patterns)} paths; the maximum is {MAX_OUTPUT_PATTERNS}",
+            reason=Reason.TOO_MANY,
         )
     checked = tuple(
         _path(f"spec.output_files[{index}]", pattern) for index, pattern in enumerate(patterns)
     )
     if len(set(checked)) != len(checked):
-        raise InvalidRequest("spec.output_files", "the same path is named twice")
+        raise InvalidRequest(
+            "spec.output_files", "the same path is named twice", reason=Reason.PATH_DUPLICATE
+        )
     file_cap, total_cap = rules.output_file_caps
     return OutputFiles(checked, file_cap, total_cap)
 
@@ -128,17 +137,25 @@ def _test_cases(spec: pb.ExecutionSpec, rules: RequestRules) -> tuple[TestCase, 
     if not cases:
         return ()
     if spec.stdin:
-        raise InvalidRequest("spec.stdin", "must be empty with test_cases: each case has its own")
+        raise InvalidRequest(
+            "spec.stdin",
+            "must be empty with test_cases: each case has its own",
+            reason=Reason.FIELDS_CONFLICT,
+        )
     if len(cases) > rules.max_test_cases:
         raise InvalidRequest(
-            "spec.test_cases", f"{len(cases)} cases; the maximum is {rules.max_test_cases}"
+            "spec.test_cases",
+            f"{len(cases)} cases; the maximum is {rules.max_test_cases}",
+            reason=Reason.TOO_MANY,
         )
     total = 0
     checked: list[TestCase] = []
     for index, case in enumerate(cases):
         if case.comparison not in _COMPARISONS:
             raise InvalidRequest(
-                f"spec.test_cases[{index}].comparison", f"unknown comparison {case.comparison}"
+                f"spec.test_cases[{index}].comparison",
+                f"unknown comparison {case.comparison}",
+                reason=Reason.VALUE_UNKNOWN,
             )
         expected = case.expected_stdout if case.HasField("expected_stdout") else None
         total += len(case.stdin) + len(expected or b"")
@@ -147,13 +164,16 @@ def _test_cases(spec: pb.ExecutionSpec, rules: RequestRules) -> tuple[TestCase, 
         raise InvalidRequest(
             "spec.test_cases",
             f"{total} bytes of stdin and expected output; the maximum is {rules.max_stdin}",
+            reason=Reason.TOO_LARGE,
         )
     return tuple(checked)
 
 
 def _language(name: str) -> str:
     if not name.strip():
-        raise InvalidRequest("spec.language", "required (e.g. python, javascript)")
+        raise InvalidRequest(
+            "spec.language", "required (e.g. python, javascript)", reason=Reason.FIELD_REQUIRED
+        )
     return name
 
 
@@ -161,19 +181,27 @@ def _program(
     spec: pb.ExecutionSpec, default_name: str, rules: RequestRules
 ) -> tuple[tuple[SourceFile, ...], str]:
     if spec.source and spec.files:
-        raise InvalidRequest("spec.files", "set either source or files, not both")
+        raise InvalidRequest(
+            "spec.files", "set either source or files, not both", reason=Reason.FIELDS_CONFLICT
+        )
     if spec.source:
         name = _path("spec.entrypoint", spec.entrypoint) if spec.entrypoint else default_name
         if len(spec.source) > rules.max_source:
             raise InvalidRequest(
-                "spec.source", f"{len(spec.source)} bytes is above the maximum {rules.max_source}"
+                "spec.source",
+                f"{len(spec.source)} bytes is above the maximum {rules.max_source}",
+                reason=Reason.TOO_LARGE,
             )
         return (SourceFile(name, spec.source),), name
     if not spec.files:
-        raise InvalidRequest("spec.source", "the program is empty: set source or files")
+        raise InvalidRequest(
+            "spec.source", "the program is empty: set source or files", reason=Reason.FIELD_REQUIRED
+        )
     if len(spec.files) > rules.max_files:
         raise InvalidRequest(
-            "spec.files", f"{len(spec.files)} files; the maximum is {rules.max_files}"
+            "spec.files",
+            f"{len(spec.files)} files; the maximum is {rules.max_files}",
+            reason=Reason.TOO_MANY,
         )
     files: list[SourceFile] = []
     seen: set[str] = set()
@@ -182,20 +210,30 @@ def _program(
         field = f"spec.files[{index}].path"
         path = _path(field, item.path)
         if path in seen:
-            raise InvalidRequest(field, f"duplicate path {path!r}")
+            raise InvalidRequest(field, f"duplicate path {path!r}", reason=Reason.PATH_DUPLICATE)
         clash = _directory_clash(path, seen)
         if clash:
-            raise InvalidRequest(field, f"{path!r} and {clash!r}: one would be the other's folder")
+            raise InvalidRequest(
+                field,
+                f"{path!r} and {clash!r}: one would be the other's folder",
+                reason=Reason.PATH_CONFLICT,
+            )
         seen.add(path)
         total += len(item.content)
         files.append(SourceFile(path, item.content))
     if total > rules.max_source:
         raise InvalidRequest(
-            "spec.files", f"{total} bytes in all; the maximum is {rules.max_source}"
+            "spec.files",
+            f"{total} bytes in all; the maximum is {rules.max_source}",
+            reason=Reason.TOO_LARGE,
         )
     entrypoint = _path("spec.entrypoint", spec.entrypoint) if spec.entrypoint else files[0].path
     if entrypoint not in seen:
-        raise InvalidRequest("spec.entrypoint", f"{entrypoint!r} is not one of the files")
+        raise InvalidRequest(
+            "spec.entrypoint",
+            f"{entrypoint!r} is not one of the files",
+            reason=Reason.ENTRYPOINT_NOT_IN_FILES,
+        )
     return tuple(files), entrypoint
 
 
@@ -210,25 +248,33 @@ def _directory_clash(path: str, others: set[str]) -> str | None:
 def _path(field: str, raw: str) -> str:
     """A normalised relative path inside the workspace, or InvalidRequest."""
     if not raw:
-        raise InvalidRequest(field, "empty path")
+        raise InvalidRequest(field, "empty path", reason=Reason.PATH_INVALID)
     if "\x00" in raw or any(ord(c) < 32 for c in raw):
-        raise InvalidRequest(field, "path contains control characters")
+        raise InvalidRequest(field, "path contains control characters", reason=Reason.PATH_INVALID)
     if len(raw.encode()) > MAX_PATH:
-        raise InvalidRequest(field, f"path longer than {MAX_PATH} bytes")
+        raise InvalidRequest(
+            field, f"path longer than {MAX_PATH} bytes", reason=Reason.PATH_INVALID
+        )
     if raw.startswith("/"):
-        raise InvalidRequest(field, f"{raw!r} must be relative")
+        raise InvalidRequest(field, f"{raw!r} must be relative", reason=Reason.PATH_INVALID)
     if ".." in raw.split("/"):
-        raise InvalidRequest(field, f"{raw!r} must stay inside the workspace (no '..')")
+        raise InvalidRequest(
+            field, f"{raw!r} must stay inside the workspace (no '..')", reason=Reason.PATH_INVALID
+        )
     normal = posixpath.normpath(raw)
     if normal == ".":
-        raise InvalidRequest(field, f"{raw!r} names no file")
+        raise InvalidRequest(field, f"{raw!r} names no file", reason=Reason.PATH_INVALID)
     return normal
 
 
 def _args(args: Sequence[str]) -> tuple[str, ...]:
     values = tuple(args)
     if len(values) > MAX_ARGS:
-        raise InvalidRequest("spec.args", f"{len(values)} arguments; the maximum is {MAX_ARGS}")
+        raise InvalidRequest(
+            "spec.args",
+            f"{len(values)} arguments; the maximum is {MAX_ARGS}",
+            reason=Reason.TOO_MANY,
+        )
     for index, value in enumerate(values):
         _plain_string(f"spec.args[{index}]", value)
     return values
@@ -237,38 +283,50 @@ def _args(args: Sequence[str]) -> tuple[str, ...]:
 def _env(env: Mapping[str, str]) -> dict[str, str]:
     items = dict(env)
     if len(items) > MAX_ENV:
-        raise InvalidRequest("spec.env", f"{len(items)} variables; the maximum is {MAX_ENV}")
+        raise InvalidRequest(
+            "spec.env", f"{len(items)} variables; the maximum is {MAX_ENV}", reason=Reason.TOO_MANY
+        )
     for key, value in items.items():
         if not _ENV_NAME.match(key):
-            raise InvalidRequest(f"spec.env[{key[:40]!r}]", "names are letters, digits and _")
+            raise InvalidRequest(
+                f"spec.env[{key[:40]!r}]",
+                "names are letters, digits and _",
+                reason=Reason.VALUE_INVALID,
+            )
         _plain_string(f"spec.env[{key!r}]", value)
     return items
 
 
 def _plain_string(field: str, value: str) -> None:
     if "\x00" in value:
-        raise InvalidRequest(field, "contains a NUL byte")
+        raise InvalidRequest(field, "contains a NUL byte", reason=Reason.VALUE_INVALID)
     if len(value.encode()) > MAX_STRING:
-        raise InvalidRequest(field, f"longer than {MAX_STRING} bytes")
+        raise InvalidRequest(field, f"longer than {MAX_STRING} bytes", reason=Reason.TOO_LARGE)
 
 
 def _request_id(value: str) -> str:
     if len(value) > MAX_REQUEST_ID or not value.isprintable():
-        raise InvalidRequest("spec.request_id", f"at most {MAX_REQUEST_ID} printable characters")
+        raise InvalidRequest(
+            "spec.request_id",
+            f"at most {MAX_REQUEST_ID} printable characters",
+            reason=Reason.VALUE_INVALID,
+        )
     return value
 
 
 def _seconds(field: str, duration: Duration) -> float | None:
     value = duration.seconds + duration.nanos / 1e9
     if value < 0:
-        raise InvalidRequest(field, "must not be negative")
+        raise InvalidRequest(field, "must not be negative", reason=Reason.LIMIT_NOT_POSITIVE)
     return value or None
 
 
 def _limits(prefix: str, limits: pb.ResourceLimits) -> RequestedLimits:
     for name in ("memory_bytes", "max_processes", "max_output_bytes"):
         if getattr(limits, name) < 0:
-            raise InvalidRequest(f"{prefix}.{name}", "must not be negative")
+            raise InvalidRequest(
+                f"{prefix}.{name}", "must not be negative", reason=Reason.LIMIT_NOT_POSITIVE
+            )
     return RequestedLimits(
         wall_time=_seconds(f"{prefix}.wall_time", limits.wall_time),
         cpu_time=_seconds(f"{prefix}.cpu_time", limits.cpu_time),

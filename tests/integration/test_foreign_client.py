@@ -1,4 +1,5 @@
-"""An independent client in another language (Node.js), built only from proto/."""
+"""An independent client in another language (Node.js), built only from proto/
+and the standard google/rpc protos (for the details of a refused request)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from codebeaker.runtimes.catalog import Catalog
 from tests.integration.conftest import Server
@@ -16,6 +19,8 @@ from tests.integration.conftest import Server
 pytestmark = pytest.mark.docker
 CLIENT_DIR = Path(__file__).with_name("node_client")
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
+# googleapis-common-protos installs google/rpc/*.proto beside its modules.
+GOOGLE_PROTO_ROOT = Path(error_details_pb2.__file__).resolve().parents[2]
 
 
 def node_client() -> Path:
@@ -23,7 +28,8 @@ def node_client() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but node/npm are missing: the foreign-client check must run")
         pytest.skip("node and npm are needed for the foreign-client check")
-    if not (CLIENT_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+    modules = CLIENT_DIR / "node_modules"
+    if not all((modules / name).is_dir() for name in ("@grpc/grpc-js", "protobufjs")):
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=CLIENT_DIR,
@@ -33,16 +39,22 @@ def node_client() -> Path:
     return CLIENT_DIR / "client.js"
 
 
-def test_node_client_lists_executes_and_streams(server: Server) -> None:
+@pytest.fixture(scope="session")
+def report(server: Server) -> dict[str, Any]:
+    """What the Node client saw of `server`: one run of its script."""
     script = node_client()
     done = subprocess.run(
-        ["node", str(script), server.address, str(PROTO_ROOT)],
+        ["node", str(script), server.address, str(PROTO_ROOT), str(GOOGLE_PROTO_ROOT)],
         capture_output=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr.decode()
-    report = json.loads(done.stdout)
+    seen: dict[str, Any] = json.loads(done.stdout)
+    return seen
+
+
+def test_node_client_lists_executes_and_streams(report: dict[str, Any]) -> None:
     assert report["languages"] == sorted(spec.id for spec in Catalog.load().specs())
     assert report["execute"] == {"status": "EXECUTION_STATUS_OK", "stdout": "abab\n"}
     stream = report["stream"]
@@ -50,3 +62,16 @@ def test_node_client_lists_executes_and_streams(server: Server) -> None:
     assert stream["sequences"] == list(range(1, len(stream["kinds"]) + 1))
     assert stream["stdout"] == "streamed\n"
     assert stream["status"] == "EXECUTION_STATUS_OK"
+
+
+def test_node_client_decodes_the_details_of_a_refused_request(report: dict[str, Any]) -> None:
+    invalid = report["invalid"]
+    assert invalid["code"] == 3  # INVALID_ARGUMENT
+    status = invalid["status"]
+    assert (status["code"], status["message"]) == (3, invalid["details"])
+    by_type = {detail["type"]: detail for detail in status["details"]}
+    info = by_type["google.rpc.ErrorInfo"]
+    assert (info["reason"], info["domain"]) == ("PATH_INVALID", "codebeaker")
+    (violation,) = by_type["google.rpc.BadRequest"]["field_violations"]
+    assert violation["field"] == "spec.files[0].path"
+    assert "inside the workspace" in violation["description"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.rpc import status_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
@@ -38,11 +40,16 @@ def default_runtimes() -> list[pb.Runtime]:
 
 @dataclass
 class Failure:
-    """Abort the RPC with this status (at the start, or mid-stream)."""
+    """Abort the RPC with this status (at the start, or mid-stream).
+
+    `rich` are `google.rpc` detail messages (ErrorInfo, BadRequest, ...) sent
+    in a `google.rpc.Status`, the way the real server sends them.
+    """
 
     code: grpc.StatusCode
     details: str
     retry_after: str | None = None
+    rich: list[Message] = field(default_factory=list)
 
 
 @dataclass
@@ -158,8 +165,16 @@ class _Call:
 
     def abort(self, failure: Failure) -> None:
         self.answered = True
+        trailer: list[tuple[str, str | bytes]] = []
         if failure.retry_after is not None:
-            self.context.set_trailing_metadata((("retry-after", failure.retry_after),))
+            trailer.append(("retry-after", failure.retry_after))
+        if failure.rich:
+            status = status_pb2.Status(code=failure.code.value[0], message=failure.details)
+            for detail in failure.rich:
+                status.details.add().Pack(detail)
+            trailer.append(("grpc-status-details-bin", status.SerializeToString()))
+        if trailer:
+            self.context.set_trailing_metadata(tuple(trailer))
         self.context.abort(failure.code, failure.details)
 
     def _on_end(self) -> None:

@@ -275,6 +275,25 @@ def test_no_capacity_exits_75_with_the_retry_hint(fake: FakeServer, program: Pat
     assert done.stderr == b"codebeaker: server busy: all slots busy; retry in 3s\n"
 
 
+@pytest.mark.parametrize(
+    ("code", "exit_code", "said"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, 77, "not authenticated at {address}: no key"),
+        (grpc.StatusCode.PERMISSION_DENIED, 77, "permission denied: no key"),
+        (grpc.StatusCode.NOT_FOUND, 66, "not found: no key"),
+        (grpc.StatusCode.FAILED_PRECONDITION, 70, "not possible now: no key"),
+    ],
+)
+def test_access_and_resource_errors_have_their_exit_codes(
+    fake: FakeServer, program: Path, code: grpc.StatusCode, exit_code: int, said: str
+) -> None:
+    fake.service.failure = Failure(code, "no key")
+    for command in (["run", program, "-l", "python"], ["runtimes"]):
+        done = codebeaker(*command, "--address", fake.address)
+        assert done.returncode == exit_code
+        assert done.stderr == f"codebeaker: {said.format(address=fake.address)}\n".encode()
+
+
 def test_deadline_exits_124(fake: FakeServer, program: Path) -> None:
     fake.service.hang = True
     done = codebeaker("run", program, "--timeout", "300ms", "--address", fake.address)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from codebeaker.client import (
     AsyncClient,
@@ -21,15 +22,19 @@ from codebeaker.client import (
     ExecutionCancelledError,
     ExecutionResult,
     ExecutionStatus,
+    FailedPreconditionError,
+    FieldViolation,
     File,
     Finished,
     InvalidArgumentError,
     Limit,
     Limits,
+    NotFoundError,
     Output,
     OutputFile,
     OutputFileStatus,
     OutputStream,
+    PermissionDeniedError,
     ResourceExhaustedError,
     Runtime,
     ServiceError,
@@ -39,6 +44,7 @@ from codebeaker.client import (
     Started,
     StreamEvent,
     TestCase,
+    UnauthenticatedError,
     UnavailableError,
 )
 from codebeaker.v1 import execution_pb2 as pb
@@ -50,6 +56,10 @@ ERRORS: list[tuple[grpc.StatusCode, type[CodeBeakerError]]] = [
     (grpc.StatusCode.UNAVAILABLE, UnavailableError),
     (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceededError),
     (grpc.StatusCode.CANCELLED, ExecutionCancelledError),
+    (grpc.StatusCode.UNAUTHENTICATED, UnauthenticatedError),
+    (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError),
+    (grpc.StatusCode.NOT_FOUND, NotFoundError),
+    (grpc.StatusCode.FAILED_PRECONDITION, FailedPreconditionError),
     (grpc.StatusCode.INTERNAL, ServiceError),
     (grpc.StatusCode.UNIMPLEMENTED, ServiceError),
 ]
@@ -514,6 +524,108 @@ def test_resource_exhausted_carries_the_retry_hint(fake: FakeServer, client: Cli
     with pytest.raises(ResourceExhaustedError) as caught:
         client.execute("python", "")
     assert caught.value.retry_after is None
+
+
+def info(reason: str, domain: str = "codebeaker", **metadata: str) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata)
+
+
+def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromNanoseconds(round(seconds * 1e9))
+    return retry
+
+
+def bad_request(*violations: tuple[str, str]) -> error_details_pb2.BadRequest:
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=name, description=description)
+            for name, description in violations
+        ]
+    )
+
+
+def test_invalid_argument_carries_the_reason_and_the_fields(
+    fake: FakeServer, client: Client
+) -> None:
+    fake.service.failure = Failure(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "spec.files[3].path: '/etc' must be relative",
+        rich=[
+            info("PATH_INVALID"),
+            bad_request(("spec.files[3].path", "'/etc' must be relative")),
+        ],
+    )
+    for attempt in (lambda: client.execute("python", ""), lambda: next(client.stream("py", ""))):
+        with pytest.raises(InvalidArgumentError) as caught:
+            attempt()
+        assert caught.value.reason == "PATH_INVALID"
+        assert caught.value.field_violations == [
+            FieldViolation("spec.files[3].path", "'/etc' must be relative")
+        ]
+        assert caught.value.field_violations[0].field == "spec.files[3].path"
+        assert caught.value.details == "spec.files[3].path: '/etc' must be relative"
+
+
+def test_retry_info_is_the_retry_hint_and_wins_over_the_trailer(
+    fake: FakeServer, client: Client
+) -> None:
+    fake.service.failure = Failure(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "tenant acme is over its quota",
+        retry_after="9",
+        rich=[info("QUOTA_EXCEEDED", tenant="acme", quota="executions"), retry_info(1.25)],
+    )
+    with pytest.raises(ResourceExhaustedError) as caught:
+        client.execute("python", "")
+    assert caught.value.retry_after == 1.25
+    assert caught.value.reason == "QUOTA_EXCEEDED"
+    assert caught.value.metadata == {"tenant": "acme", "quota": "executions"}
+    assert caught.value.field_violations == []
+
+
+def test_a_status_without_details_leaves_them_empty(fake: FakeServer, client: Client) -> None:
+    fake.service.failure = Failure(grpc.StatusCode.UNAVAILABLE, "engine gone")
+    with pytest.raises(UnavailableError) as caught:
+        client.execute("python", "")
+    assert caught.value.reason is None
+    assert caught.value.field_violations == []
+    assert caught.value.retry_after is None
+
+
+def test_our_error_info_is_preferred_to_a_proxys(fake: FakeServer, client: Client) -> None:
+    fake.service.failure = Failure(
+        grpc.StatusCode.UNAVAILABLE,
+        "engine gone",
+        rich=[info("UPSTREAM_DOWN", domain="proxy.example"), info("ENGINE_UNAVAILABLE")],
+    )
+    with pytest.raises(UnavailableError) as caught:
+        client.execute("python", "")
+    assert caught.value.reason == "ENGINE_UNAVAILABLE"
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "reason"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, UnauthenticatedError, "UNAUTHENTICATED"),
+        (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError, "PERMISSION_DENIED"),
+        (grpc.StatusCode.NOT_FOUND, NotFoundError, "NOT_FOUND"),
+        (grpc.StatusCode.FAILED_PRECONDITION, FailedPreconditionError, "FAILED_PRECONDITION"),
+    ],
+)
+async def test_async_errors_carry_the_reason(
+    fake: FakeServer, code: grpc.StatusCode, error: type[CodeBeakerError], reason: str
+) -> None:
+    fake.service.failure = Failure(code, "no", rich=[info(reason)])
+    async with AsyncClient(fake.address) as client:
+        with pytest.raises(error) as caught:
+            await client.execute("python", "")
+        assert caught.value.reason == reason
+        assert isinstance(caught.value, CodeBeakerError)
+        fake.service.fail_mid_stream = True
+        with pytest.raises(error) as caught:
+            [event async for event in client.stream("python", "")]
+        assert caught.value.reason == reason
 
 
 def test_unknown_language_is_invalid_argument_naming_the_known_ones(client: Client) -> None:
