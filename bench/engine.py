@@ -14,12 +14,11 @@ from bench.programs import BENCH_LABEL, HELLO_OUTPUT, Program
 from bench.stats import Summary, collect, timed
 from bench.throughput import Throughput, run_window
 
-API_VERSION = "1.41"
-
 
 def api_client(pool: int = 10) -> docker.APIClient:
+    # "auto": the engine's own API version (Docker 29 refuses clients below 1.44).
     return docker.APIClient(
-        version=API_VERSION, timeout=60, max_pool_size=pool, **docker.utils.kwargs_from_env()
+        version="auto", timeout=60, max_pool_size=pool, **docker.utils.kwargs_from_env()
     )
 
 

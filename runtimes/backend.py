@@ -83,8 +83,9 @@ class Backend(Protocol[H]):
         """Kill and remove `host` in the background (`close` waits for it)."""
         ...
 
-    async def unready_reason(self) -> str | None:
-        """None when hosts can be launched; otherwise why not (for health checks)."""
+    async def readiness(self) -> Mapping[str, str | None]:
+        """Language id -> None when its hosts can be launched, else why not (health
+        checks); every language the backend was made for is a key."""
         ...
 
     async def versions(self) -> Mapping[str, str]:

@@ -3,7 +3,10 @@
 Each folder holds a Dockerfile and a `spec.toml`: id, aliases, file name, an
 optional compile command with the patterns that select its sources, the run
 command, the version command and extra environment. Adding a language is
-adding a folder; nothing here names a language.
+adding a folder; nothing here names a language. Operators add their own
+from outside the installed package (`Catalog.load(extra_dirs=...)`), in the
+same format; a malformed one is a start-up error naming its folder and field,
+and none may take a built-in's id.
 
 Commands may use placeholders, replaced per execution:
 `{entrypoint}` (the file to run, relative to the workspace), `{stem}` (the
@@ -25,6 +28,9 @@ from types import MappingProxyType
 from codebeaker.runtimes.errors import UnknownLanguage
 
 LANGUAGES_DIR = Path(__file__).resolve().parent / "languages"
+SPEC_FILE = "spec.toml"
+# Ids name images, labels and health services: lowercase words, no spaces.
+_ID = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
 ENTRYPOINT_PLACEHOLDER = "{entrypoint}"
 STEM_PLACEHOLDER = "{stem}"
 SOURCES_PLACEHOLDER = "{sources}"
@@ -91,9 +97,12 @@ def glob_match(pattern: str, path: str) -> bool:
 
 def load_spec(directory: Path) -> LanguageSpec:
     """Read `directory/spec.toml`; a malformed spec is a startup error."""
-    path = directory / "spec.toml"
-    with path.open("rb") as handle:
-        raw = tomllib.load(handle)
+    path = directory / SPEC_FILE
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"{path}: {error}") from error
     try:
         spec = LanguageSpec(
             id=_text(raw, "id"),
@@ -107,7 +116,9 @@ def load_spec(directory: Path) -> LanguageSpec:
             env=MappingProxyType({str(k): str(v) for k, v in raw.get("env", {}).items()}),
             directory=directory,
         )
-    except (KeyError, TypeError) as error:
+    except KeyError as error:
+        raise ValueError(f"{path}: the field {error.args[0]} is missing") from error
+    except TypeError as error:
         raise ValueError(f"{path}: {error}") from error
     problem = _inconsistency(spec)
     if problem:
@@ -118,6 +129,8 @@ def load_spec(directory: Path) -> LanguageSpec:
 def _inconsistency(spec: LanguageSpec) -> str | None:
     if spec.id != spec.directory.name:
         return f"id {spec.id!r} must match its folder name"
+    if not _ID.match(spec.id):
+        return f"id {spec.id!r} must be lowercase letters and digits, joined by . _ or -"
     if not spec.run:
         return "run must not be empty"
     if not spec.compiled and not _mentions_program(spec.run):
@@ -139,14 +152,14 @@ def _mentions_program(argv: Sequence[str]) -> bool:
 def _text(raw: Mapping[str, object], key: str) -> str:
     value = raw[key]
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{key} must be a non-empty string")
+        raise TypeError(f"the field {key} must be a non-empty string")
     return value
 
 
 def _texts(raw: Mapping[str, object], key: str) -> list[str]:
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{key} must be a list of strings")
+        raise TypeError(f"the field {key} must be a list of strings")
     return list(value)
 
 
@@ -160,13 +173,30 @@ class Catalog:
             for name in (spec.id, *spec.aliases):
                 key = name.lower()
                 if key in self._names and self._names[key] != spec.id:
-                    raise ValueError(f"name {name!r} is claimed by two languages")
+                    other = self._specs[self._names[key]].directory
+                    raise ValueError(
+                        f"{spec.directory / SPEC_FILE}: the name {name!r} is already "
+                        f"claimed by the language in {other}"
+                    )
                 self._names[key] = spec.id
 
     @classmethod
-    def load(cls, languages_dir: Path = LANGUAGES_DIR) -> Catalog:
-        folders = sorted(p for p in languages_dir.iterdir() if (p / "spec.toml").is_file())
-        return cls(load_spec(folder) for folder in folders)
+    def load(cls, languages_dir: Path = LANGUAGES_DIR, extra_dirs: Iterable[Path] = ()) -> Catalog:
+        """The languages of `languages_dir` and of every folder in `extra_dirs`.
+
+        An extra folder's every (non-hidden) subfolder must be a language; a
+        ValueError names the folder and what is wrong with it.
+        """
+        folders = sorted(p for p in languages_dir.iterdir() if (p / SPEC_FILE).is_file())
+        specs = [load_spec(folder) for folder in folders]
+        for extra in extra_dirs:
+            specs += _extra_specs(extra, {spec.id: spec for spec in specs})
+        return cls(specs)
+
+    def only(self, names: Iterable[str], field: str = "languages") -> Catalog:
+        """The languages named (ids or aliases); an empty `names` keeps them all."""
+        wanted = [self.resolve(name, field) for name in names]
+        return Catalog(wanted) if wanted else self
 
     def specs(self) -> list[LanguageSpec]:
         return sorted(self._specs.values(), key=lambda s: s.id)
@@ -181,3 +211,22 @@ class Catalog:
     def with_versions(self, versions: Mapping[str, str]) -> Catalog:
         """A copy whose specs carry the versions read from their images."""
         return Catalog(replace(s, version=versions.get(s.id, s.version)) for s in self.specs())
+
+
+def _extra_specs(folder: Path, known: Mapping[str, LanguageSpec]) -> list[LanguageSpec]:
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of language folders")
+    specs = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        if not (entry / SPEC_FILE).is_file():
+            raise ValueError(f"{entry}: a language folder needs a {SPEC_FILE} (and a Dockerfile)")
+        spec = load_spec(entry)
+        if spec.id in known:
+            raise ValueError(
+                f"{entry / SPEC_FILE}: the id {spec.id!r} is taken by the language in "
+                f"{known[spec.id].directory}"
+            )
+        specs.append(spec)
+    return specs

@@ -4,7 +4,9 @@ A Sandbox turns a Job into a stream of events: Started, Output..., Finished.
 Whatever happens (the program finishes, breaks a limit, or the caller goes
 away and the iterator is closed), the host behind it is used once and
 removed. The server also asks it what it can do (`memory_resizable`) and
-whether it is ready, rather than knowing which backend is underneath.
+which of its languages are ready (`readiness`, one reason per language, so
+one missing runtime takes only its language out of service), rather than
+knowing which backend is underneath.
 Implementations: `SupervisedSandbox` over a backend (`runtimes/backend.py`),
 and fakes in the unit tests. A session host (a sandbox that keeps its state
 across calls) will be an interface of its own beside this one.
@@ -37,8 +39,8 @@ class Sandbox(Protocol):
         """Start-up work: remove leftovers of an earlier server instance, start pools."""
         ...
 
-    async def unready_reason(self) -> str | None:
-        """None when executions can run; otherwise why not (for health checks)."""
+    async def readiness(self) -> Mapping[str, str | None]:
+        """Language id -> None when its executions can run, else why not (health checks)."""
         ...
 
     def pool_stats(self) -> Mapping[str, PoolStats]:
@@ -52,3 +54,15 @@ class Sandbox(Protocol):
     async def close(self) -> None:
         """Finish pending teardowns; after this no sandbox of ours is left."""
         ...
+
+
+def unready_reason(readiness: Mapping[str, str | None]) -> str | None:
+    """The whole sandbox's reason: None when every language is ready; one shared
+    reason (an engine that does not answer) once; else each language's own."""
+    unready = {language: reason for language, reason in readiness.items() if reason is not None}
+    if not unready:
+        return None
+    reasons = set(unready.values())
+    if len(reasons) == 1 and len(unready) == len(readiness):
+        return reasons.pop()
+    return "; ".join(f"{language}: {unready[language]}" for language in sorted(unready))

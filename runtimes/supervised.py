@@ -105,8 +105,8 @@ class SupervisedSandbox(Generic[H]):
         for pool in self.pools.values():
             pool.start()
 
-    async def unready_reason(self) -> str | None:
-        return await self._backend.unready_reason()
+    async def readiness(self) -> Mapping[str, str | None]:
+        return await self._backend.readiness()
 
     def pool_stats(self) -> Mapping[str, PoolStats]:
         return {language: pool.stats() for language, pool in self.pools.items()}

@@ -9,13 +9,17 @@ its section and its branch here, and a folder of its own under runtimes/.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import DockerBackend, DockerSettings
+from codebeaker.runtimes.docker.connection import EngineTLS
 from codebeaker.runtimes.docker.images import add_images_command
+from codebeaker.runtimes.docker.labels import IMAGE_PREFIX, ImageNames
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.runtimes.supervised import SupervisedSandbox
 from codebeaker.server.options import SIZE, language_ids, parse_assignments, setting
@@ -34,18 +38,27 @@ class BackendConfig:
     sandbox_cpus: float = setting(1.0, "CPU quota of one sandbox, in CPUs")
     workspace_size: int = setting(64 << 20, "size of the sandbox's /workspace tmpfs", SIZE)
     tmp_size: int = setting(64 << 20, "size of the sandbox's /tmp tmpfs", SIZE)
-    docker_host: str = setting("", "Docker engine address; empty: DOCKER_HOST or the local socket")
+    docker_host: str = setting(
+        "", "Docker engine address, unix:// or tcp://; empty: DOCKER_HOST or the local socket"
+    )
+    image_prefix: str = setting(IMAGE_PREFIX, "runtime images are <prefix><language id>")
+    image_tag: str = setting("", "tag of the runtime images; empty: latest")
 
-    def settings(self, catalog: Catalog) -> DockerSettings:
+    def settings(self, catalog: Catalog, environ: Mapping[str, str] = os.environ) -> DockerSettings:
         """The backend's settings, language names resolved to the catalog's ids
-        (an unknown one is a ValueError naming the setting)."""
+        (an unknown one is a ValueError naming the setting). TLS to a tcp://
+        engine comes from Docker's own variables in `environ`."""
         try:
             assigned = parse_assignments(self.language_runtimes)
         except ValueError as error:
             raise ValueError(f"language_runtimes: {error}") from None
         ids = language_ids(catalog, assigned, "language_runtimes")
-        return DockerSettings(
-            docker_host=self.docker_host or DockerSettings.host_from_env(),
+        host = self.docker_host or environ.get("DOCKER_HOST") or DockerSettings.docker_host
+        settings = DockerSettings(
+            docker_host=host,
+            # Only tcp:// speaks TLS: stray TLS variables must not stop a unix-socket server.
+            tls=EngineTLS.from_env(environ) if host.startswith("tcp://") else None,
+            images=ImageNames(self.image_prefix, self.image_tag),
             runtime=self.runtime,
             language_runtimes=MappingProxyType(dict(zip(ids, assigned.values(), strict=True))),
             instance=self.instance,
@@ -53,6 +66,11 @@ class BackendConfig:
             workspace_bytes=self.workspace_size,
             tmp_bytes=self.tmp_size,
         )
+        try:
+            settings.address()
+        except ValueError as error:
+            raise ValueError(f"docker_host: {error}") from None
+        return settings
 
 
 def build_sandbox(config: ServerConfig, catalog: Catalog) -> Sandbox:

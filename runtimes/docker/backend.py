@@ -5,7 +5,9 @@ sandbox rules), attaches to it and starts it; cb-supervisor then waits on the
 attached stdin. Removal (kill, drain, remove) runs in the background, and
 keeps reading the attach stream meanwhile: the engine cannot kill a container
 whose output nobody reads. Containers carry our owner label, so `prepare`
-and `close` sweep whatever an instance of ours left behind.
+and `close` sweep whatever an instance of ours left behind. Readiness is per
+language (its image, its OCI runtime), so one missing image takes only its
+language out of service.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class DockerBackend:
     def __init__(self, catalog: Catalog, settings: DockerSettings) -> None:
         self._catalog = catalog
         self._settings = settings
-        self._engine = Engine(settings.docker_host, settings.api_threads)
+        self._engine = Engine(settings.address(), settings.api_threads)
         self._teardowns: set[asyncio.Task[None]] = set()
 
     @property
@@ -56,25 +58,36 @@ class DockerBackend:
             log.info("removing %d %s sandbox containers", len(owned), kind)
         await asyncio.gather(*(self._engine.remove(cid) for cid in owned))
 
-    async def unready_reason(self) -> str | None:
+    async def readiness(self) -> Mapping[str, str | None]:
+        specs = self._catalog.specs()
         try:
             await self._engine.ping()
-            for spec in self._catalog.specs():
-                await self._engine.image_labels(image_for(spec))
-            missing = self._settings.runtimes() - await self._engine.oci_runtimes()
+            registered = await self._engine.oci_runtimes()
         except Exception as error:  # health reports any failure as a reason
+            return {spec.id: str(error) for spec in specs}
+        reasons = await asyncio.gather(*(self._unready(spec, registered) for spec in specs))
+        return {spec.id: reason for spec, reason in zip(specs, reasons, strict=True)}
+
+    async def _unready(self, spec: LanguageSpec, registered: set[str]) -> str | None:
+        runtime = self._settings.runtime_for(spec.id)
+        if runtime not in registered:
+            return f"OCI runtime {runtime} is not registered with the engine"
+        try:
+            await self._engine.image_labels(self._image(spec))
+        except Exception as error:  # a missing image, or the engine gone meanwhile
             return str(error)
-        if missing:
-            return f"OCI runtime {', '.join(sorted(missing))} is not registered with the engine"
         return None
 
     async def versions(self) -> Mapping[str, str]:
         found: dict[str, str] = {}
         for spec in self._catalog.specs():
             with contextlib.suppress(Exception):
-                labels = await self._engine.image_labels(image_for(spec))
+                labels = await self._engine.image_labels(self._image(spec))
                 found[spec.id] = labels.get(VERSION_LABEL, "")
         return found
+
+    def _image(self, spec: LanguageSpec) -> str:
+        return image_for(spec, self._settings.images)
 
     async def launch(self, spec: LanguageSpec, limits: Limits, execution_id: str) -> DockerHost:
         annotate(runtime=self._settings.runtime_for(spec.id))

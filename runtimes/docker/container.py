@@ -72,7 +72,7 @@ def container_config(
         "LogConfig": {"Type": "none", "Config": {}},
     }
     return {
-        "Image": image_for(spec),
+        "Image": image_for(spec, settings.images),
         "Cmd": [SUPERVISOR],
         "User": _supervisor_user(runtime),
         "WorkingDir": WORKDIR,

@@ -4,7 +4,11 @@ Control calls (create, start, kill, remove, inspect, list) go through the
 `docker` package's low-level APIClient on a dedicated thread pool, so they
 never block the event loop. The attach stream, the hot data path, is a raw
 HTTP upgrade on an asyncio connection: bytes flow without a thread per
-execution, and nothing is lost to a library's read buffer.
+execution, and nothing is lost to a library's read buffer. Both reach the
+engine at one `EngineAddress` (unix socket, or TCP with or without TLS) and
+speak the API version negotiated with the engine on first contact
+(`connection.negotiate`): never a pinned one, which one engine or another
+would refuse.
 """
 
 from __future__ import annotations
@@ -12,21 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import docker
 import docker.errors
 import requests
 
+from codebeaker.runtimes.docker.connection import NEWEST_API, EngineAddress, negotiate
 from codebeaker.runtimes.errors import CodeBeakerError, EngineUnavailable, SandboxFailure
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
-API_VERSION = "1.41"
+PING_TIMEOUT = 10
 REMOVE_ATTEMPTS = 4
 REMOVE_RETRY_DELAY = 0.1
 
@@ -48,21 +55,80 @@ class AttachStream:
 
 
 class Engine:
-    def __init__(self, docker_host: str, threads: int) -> None:
-        self._host = docker_host
+    def __init__(self, address: EngineAddress, threads: int) -> None:
+        self._address = address
+        self._host = address.text
+        self._ssl = address.tls.ssl_context() if address.tls else None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker-api")
         self._threads = threads
         self._client: docker.APIClient | None = None
+        self._lock = threading.Lock()  # API threads race to make the client on first use
+        self.api_version: str | None = None  # known once the engine has been asked
+
+    def _new_client(self, version: str) -> docker.APIClient:
+        tls = self._address.tls.docker_tls() if self._address.tls else False
+        client = docker.APIClient(
+            base_url=self._address.base_url,
+            version=version,
+            timeout=60,
+            tls=tls,
+            max_pool_size=self._threads,
+        )
+        if tls:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the
+            # session's CA: the engine must be checked against DOCKER_CERT_PATH's.
+            client.trust_env = False
+        return client
 
     def _api(self) -> docker.APIClient:
-        if self._client is None:
-            self._client = docker.APIClient(
-                base_url=self._host,
-                version=API_VERSION,
-                timeout=60,
-                max_pool_size=self._threads,
+        with self._lock:
+            if self._client is None:
+                self._client = self._negotiated()
+            return self._client
+
+    def _negotiated(self) -> docker.APIClient:
+        """A client speaking the version negotiated the way Docker's CLI does it:
+        the engine's newest (the API-Version header of the unversioned /_ping),
+        capped at the newest we know."""
+        probe = self._new_client(NEWEST_API)  # makes no request
+        try:
+            answer = probe.get(f"{probe.base_url}/_ping", timeout=PING_TIMEOUT)
+        finally:
+            probe.close()
+        offered = answer.headers.get("API-Version", "")
+        if not answer.ok or not offered:
+            raise EngineUnavailable(
+                f"the Docker engine at {self._host} answered /_ping with HTTP "
+                f"{answer.status_code} and API version {offered or 'none'}"
             )
-        return self._client
+        version = negotiate(offered)
+        client = self._new_client(version)
+        try:
+            # One call in the chosen version, so a refusal is a clear error here.
+            release = client.version().get("Version", "?")
+        except docker.errors.APIError as error:
+            client.close()
+            raise EngineUnavailable(
+                f"the Docker engine at {self._host} refused API {version}: {error.explanation}"
+            ) from error
+        log.info(
+            "Docker engine %s at %s offers API %s; speaking %s",
+            release,
+            self._host,
+            offered,
+            version,
+        )
+        self.api_version = version
+        return client
+
+    def _forget_version(self) -> None:
+        """After an engine upgrade under us: negotiate again on the next call.
+
+        No lock and no close: a negotiating thread may hold the lock for seconds
+        (this runs on the event loop), and other threads may still be using the
+        old client; dropping the reference is enough."""
+        self._client = None
+        self.api_version = None
 
     async def _call(self, fn: Callable[[docker.APIClient], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -70,19 +136,20 @@ class Engine:
             return await loop.run_in_executor(self._pool, lambda: fn(self._api()))
         except docker.errors.ImageNotFound as error:
             raise EngineUnavailable(
-                f"runtime image missing ({error.explanation}); run `make images`"
+                f"runtime image missing ({error.explanation}); build it with "
+                "`codebeaker images build` (`make images`)"
             ) from error
         except docker.errors.NotFound:
             raise
         except docker.errors.APIError as error:
+            if error.status_code == 400 and "client version" in str(error.explanation):
+                self._forget_version()
+                raise EngineUnavailable(f"docker: {error.explanation}") from error
             raise SandboxFailure(f"docker: {error.explanation or error}") from error
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as error:
             raise EngineUnavailable(
                 f"Docker engine unreachable at {self._host}: {error}"
             ) from error
-
-    def _unreachable(self, error: Exception) -> EngineUnavailable:
-        return EngineUnavailable(f"Docker engine unreachable at {self._host}: {error}")
 
     async def ping(self) -> None:
         await self._call(lambda api: api.ping())
@@ -158,14 +225,15 @@ class Engine:
 
     async def attach(self, container_id: str) -> AttachStream:
         """Attach stdin, stdout and stderr as one raw, multiplexed stream."""
+        version = self.api_version or await self._call(lambda api: api.api_version)
         try:
-            reader, writer = await self._connect()
-        except OSError as error:
+            reader, writer = await self._address.connect(self._ssl)
+        except OSError as error:  # ssl.SSLError included: a refused certificate
             raise EngineUnavailable(
                 f"Docker engine unreachable at {self._host}: {error}"
             ) from error
         request = (
-            f"POST /v{API_VERSION}/containers/{container_id}/attach"
+            f"POST /v{version}/containers/{container_id}/attach"
             "?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
             "Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
             "Content-Length: 0\r\n\r\n"
@@ -181,14 +249,6 @@ class Engine:
             writer.close()
             raise SandboxFailure(f"attach to {container_id[:12]} refused: {status.decode()}")
         return AttachStream(reader, writer)
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        url = urlsplit(self._host)
-        if url.scheme == "unix":
-            return await asyncio.open_unix_connection(url.path)
-        if url.scheme in ("tcp", "http"):
-            return await asyncio.open_connection(url.hostname, url.port or 2375)
-        raise EngineUnavailable(f"unsupported DOCKER_HOST {self._host!r} (use unix:// or tcp://)")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

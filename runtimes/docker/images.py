@@ -9,29 +9,38 @@ carries a hash of its inputs (build context, build args, parent image IDs) in
 `INPUTS_LABEL` and is skipped while it matches. Language images also carry the
 runtime's version in `VERSION_LABEL`, which the server reads. Build tooling,
 not the request path: it drives the `docker` CLI, so users see Docker's own
-messages and get Docker's build cache.
+messages and get Docker's build cache. It names images as the server does
+and reads the server's variables for that (CODEBEAKER_IMAGE_PREFIX,
+CODEBEAKER_IMAGE_TAG), builds an operator's own languages too
+(CODEBEAKER_LANGUAGES_DIR) and, like the server, only the served ones
+(CODEBEAKER_LANGUAGES), so one environment serves what it built.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal, Protocol
 
 from codebeaker.runtimes.catalog import Catalog, LanguageSpec
-from codebeaker.runtimes.docker.labels import INPUTS_LABEL, VERSION_LABEL, image_for
+from codebeaker.runtimes.docker.buildcontext import inputs_hash
+from codebeaker.runtimes.docker.labels import (
+    IMAGE_PREFIX,
+    INPUTS_LABEL,
+    VERSION_LABEL,
+    ImageNames,
+    image_for,
+)
 from codebeaker.runtimes.errors import UnknownLanguage
 
 PROG = "python -m codebeaker.runtimes.docker.images"
@@ -39,19 +48,21 @@ DESCRIPTION = (
     "Build the runtime images (the supervisor and one per language) on the local Docker "
     "engine, skipping those whose inputs did not change."
 )
-SUPERVISOR_IMAGE = "codebeaker/supervisor"
+SUPERVISOR_IMAGE = ImageNames().supervisor
 SUPERVISOR_DIR = Path(__file__).resolve().parents[1] / "supervisor"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 LOCAL_BASE_IMAGE = "codebeaker/debian:bookworm"
 BASE_IMAGE_ENV = "CODEBEAKER_BASE_IMAGE"
+# The server's own settings of the same names (`codebeaker serve --help`).
+IMAGE_PREFIX_ENV = "CODEBEAKER_IMAGE_PREFIX"
+IMAGE_TAG_ENV = "CODEBEAKER_IMAGE_TAG"
+LANGUAGES_DIR_ENV = "CODEBEAKER_LANGUAGES_DIR"
+LANGUAGES_ENV = "CODEBEAKER_LANGUAGES"
 PULL_TIMEOUT = 20.0
 ENGINE_TIMEOUT = 15.0
 VERSION_TIMEOUT = 60.0
 TAIL_LINES = 40
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
-DOCKERIGNORE = ".dockerignore"
-# Hashed even when the .dockerignore lists them: Docker still reads both.
-ALWAYS_SENT = frozenset({"Dockerfile", DOCKERIGNORE})
 
 # The mmdebstrap base: updates and security sources so rebuilds pick up fixes;
 # debian:*-slim's dpkg excludes, which persist and keep later apt layers lean.
@@ -85,6 +96,8 @@ class Options:
     force: bool = False
     verbose: bool = False
     supervisor_dir: Path = SUPERVISOR_DIR
+    images: ImageNames = field(default_factory=ImageNames)
+    languages_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -131,12 +144,36 @@ def add_subcommands(
         help=f"Debian bookworm image to build on (env {BASE_IMAGE_ENV}; default: "
         f"{DEFAULT_BASE_IMAGE}, else {LOCAL_BASE_IMAGE} built with mmdebstrap)",
     )
+    served = [name.strip() for name in environ.get(LANGUAGES_ENV, "").split(",") if name.strip()]
     command.add_argument(
         "--language",
         metavar="ID",
         action="append",
-        default=[],
-        help="build only this language (id or alias; repeatable; default: all)",
+        default=None,
+        help="build only this language (id or alias; repeatable; default: those in "
+        f"{LANGUAGES_ENV}, comma-separated, else all)",
+    )
+    command.set_defaults(served_languages=served)
+    command.add_argument(
+        "--image-prefix",
+        metavar="PREFIX",
+        default=environ.get(IMAGE_PREFIX_ENV) or IMAGE_PREFIX,
+        help=f"images are <prefix>supervisor and <prefix><id> (env {IMAGE_PREFIX_ENV}; "
+        f"default {IMAGE_PREFIX})",
+    )
+    command.add_argument(
+        "--image-tag",
+        metavar="TAG",
+        default=environ.get(IMAGE_TAG_ENV, ""),
+        help=f"tag of every image (env {IMAGE_TAG_ENV}; default none, i.e. latest)",
+    )
+    command.add_argument(
+        "--languages-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path(environ[LANGUAGES_DIR_ENV]) if environ.get(LANGUAGES_DIR_ENV) else None,
+        help="also build the language folders in DIR (spec.toml + Dockerfile each; "
+        f"env {LANGUAGES_DIR_ENV})",
     )
     command.add_argument("--force", action="store_true", help="rebuild without Docker's cache")
     command.add_argument("-v", "--verbose", action="store_true", help="stream Docker's output")
@@ -147,112 +184,22 @@ def add_subcommands(
 
 
 def options_from(args: argparse.Namespace) -> Options:
+    """The options of a parsed `build`; a ValueError for an image prefix or tag
+    Docker would refuse."""
+    languages = args.language if args.language is not None else args.served_languages
     return Options(
-        args.base_image, tuple(args.language), args.force, args.verbose, args.supervisor_dir
+        args.base_image,
+        tuple(languages),
+        args.force,
+        args.verbose,
+        args.supervisor_dir,
+        ImageNames(args.image_prefix, args.image_tag),
+        args.languages_dir,
     )
 
 
 def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] = os.environ) -> Options:
     return options_from(build_parser(environ).parse_args(argv))
-
-
-@dataclass(frozen=True)
-class IgnoreRule:
-    """One .dockerignore line, matched the way `docker build` matches it."""
-
-    pattern: re.Pattern[str]  # matching a folder also matches everything under it
-    exception: bool  # a `!` line: sends what earlier lines excluded
-
-
-def ignore_rules(lines: Iterable[str]) -> list[IgnoreRule]:
-    """The rules of a .dockerignore (moby's patternmatcher: `*`, `?`, `**`, `[...]`, `!`)."""
-    rules = []
-    for line in lines:
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        exception = text.startswith("!")
-        text = posixpath.normpath(text[1:].strip() if exception else text).lstrip("/")
-        if text in ("", "."):
-            continue
-        rules.append(IgnoreRule(_pattern_regex(text), exception))
-    return rules
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    out = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**", i):
-            i += 3 if pattern.startswith("**/", i) else 2
-            out.append(".*" if i >= len(pattern) else "(.*/)?")
-            continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif char == "[" and "]" in pattern[i + 1 :]:
-            # A character class, as in Go's filepath.Match (`[^...]` negates).
-            end = pattern.index("]", i + 1)
-            out.append("[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out))
-
-
-def ignored(rules: Sequence[IgnoreRule], path: PurePosixPath) -> bool:
-    """Whether `docker build` leaves `path` (relative to the context) out; the last match wins."""
-    parts = path.parts
-    candidates = ["/".join(parts[: end + 1]) for end in range(len(parts))]  # folders, then path
-    excluded = False
-    for rule in rules:
-        if any(rule.pattern.fullmatch(candidate) for candidate in candidates):
-            excluded = not rule.exception
-    return excluded
-
-
-def context_files(directory: Path) -> list[Path]:
-    """Every regular file under `directory` that `docker build` sends, as sorted relative paths.
-
-    A `.dockerignore` there is honoured as Docker honours it, so the inputs
-    hash covers exactly what the build sees.
-    """
-    ignore = directory / DOCKERIGNORE
-    rules = ignore_rules(ignore.read_text().splitlines()) if ignore.is_file() else []
-    files = (p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
-    return sorted(
-        p
-        for p in files
-        if p.as_posix() in ALWAYS_SENT or not ignored(rules, PurePosixPath(p.as_posix()))
-    )
-
-
-def inputs_hash(context: Path, build_args: Mapping[str, str], parents: Sequence[str]) -> str:
-    """A digest of what the image is made from; mtimes and file order do not matter."""
-    digest = hashlib.sha256()
-
-    def put(kind: str, data: bytes) -> None:
-        # Length-prefixed, so no two different input sets can run together.
-        digest.update(kind.encode() + len(data).to_bytes(8, "big") + data)
-
-    put("schema", b"1")
-    for relative in context_files(context):
-        path = context / relative
-        put("file", relative.as_posix().encode())
-        put("exec", b"x" if os.access(path, os.X_OK) else b"-")
-        put("bytes", path.read_bytes())
-    for name in sorted(build_args):
-        put("arg", name.encode())
-        put("value", build_args[name].encode())
-    for parent in parents:
-        put("parent", parent.encode())
-    return "sha256:" + digest.hexdigest()
 
 
 def decide(labels: Mapping[str, str], digest: str, wants_version: bool, force: bool) -> Action:
@@ -531,20 +478,24 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
     base_id = docker.require_id(base)
     print(f"base image: {base} ({origin})", flush=True)
     tally = Tally()
-    supervisor = Target(SUPERVISOR_IMAGE, options.supervisor_dir, {"BASE_IMAGE": base})
+    supervisor_image = options.images.supervisor
+    supervisor = Target(supervisor_image, options.supervisor_dir, {"BASE_IMAGE": base})
     try:
         tally.add(_ensure(docker, supervisor, [base_id], options))
-        supervisor_id = docker.require_id(SUPERVISOR_IMAGE)
+        supervisor_id = docker.require_id(supervisor_image)
     except BuildError as error:
         # Every language image copies the supervisor in: none can be built.
-        print(f"{SUPERVISOR_IMAGE}: FAILED: {error}", file=sys.stderr, flush=True)
-        tally.failed.append(SUPERVISOR_IMAGE)
+        print(f"{supervisor_image}: FAILED: {error}", file=sys.stderr, flush=True)
+        tally.failed.append(supervisor_image)
         tally.not_attempted = len(specs)
         return tally
     for spec in specs:
-        args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": SUPERVISOR_IMAGE}
-        target = Target(image_for(spec), spec.directory, args, spec.version_command)
+        args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": supervisor_image}
+        image = image_for(spec, options.images)
+        target = Target(image, spec.directory, args, spec.version_command)
         try:
+            if not (spec.directory / "Dockerfile").is_file():
+                raise BuildError(f"{spec.directory} has no Dockerfile")
             tally.add(_ensure(docker, target, [base_id, supervisor_id], options))
         except BuildError as error:
             # One broken language must not hold back the others.
@@ -569,8 +520,14 @@ def build(options: Options, docker: Docker, catalog: Catalog) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     """The handler of `images build`."""
-    options = options_from(args)
-    return build(options, Docker(options.verbose), Catalog.load())
+    try:
+        options = options_from(args)
+        extra = [options.languages_dir] if options.languages_dir else []
+        catalog = Catalog.load(extra_dirs=extra)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    return build(options, Docker(options.verbose), catalog)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

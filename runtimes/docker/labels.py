@@ -6,13 +6,25 @@ all name images and read labels, and none of them should pull in the others.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codebeaker.runtimes.catalog import LanguageSpec
 
 IMAGE_PREFIX = "codebeaker/"
-"""Every runtime image is `codebeaker/<something>`: the supervisor and each language id."""
+"""The default prefix: runtime images are `codebeaker/supervisor` and `codebeaker/<id>`."""
+SUPERVISOR = "supervisor"
+
+# Docker's reference grammar (distribution/reference), the name part: an
+# optional registry host, then lowercase path components.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME = re.compile(
+    rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 INPUTS_LABEL = "io.codebeaker.inputs"
 """Label on every image the builder makes: the hash of everything it was built from."""
@@ -27,6 +39,31 @@ LANGUAGE_LABEL = "io.codebeaker.language"
 """Label on a sandbox container: the language id of its image."""
 
 
-def image_for(spec: LanguageSpec) -> str:
-    """The image a language runs in: `codebeaker/<id>`."""
-    return f"{IMAGE_PREFIX}{spec.id}"
+@dataclass(frozen=True)
+class ImageNames:
+    """How the runtime images are named: `<prefix><name>[:<tag>]`, the same for the
+    supervisor and every language, so the builder and the server agree."""
+
+    prefix: str = IMAGE_PREFIX
+    tag: str = ""  # empty: no tag, which Docker reads as `latest`
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.prefix + SUPERVISOR):
+            raise ValueError(
+                f"image_prefix {self.prefix!r} does not make Docker image names "
+                "(e.g. codebeaker/, registry.example:5000/team/cb-)"
+            )
+        if self.tag and not _TAG.fullmatch(self.tag):
+            raise ValueError(f"image_tag {self.tag!r} is not a Docker tag (e.g. 2026.12)")
+
+    def named(self, name: str) -> str:
+        return f"{self.prefix}{name}:{self.tag}" if self.tag else f"{self.prefix}{name}"
+
+    @property
+    def supervisor(self) -> str:
+        return self.named(SUPERVISOR)
+
+
+def image_for(spec: LanguageSpec, names: ImageNames = ImageNames()) -> str:
+    """The image a language runs in: `codebeaker/<id>` unless named otherwise."""
+    return names.named(spec.id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from codebeaker.runtimes.docker.connection import EngineAddress, EngineTLS
+from codebeaker.runtimes.docker.labels import ImageNames
 from codebeaker.runtimes.limits import MIB
 
 GVISOR = "runsc"
@@ -14,8 +15,12 @@ GVISOR = "runsc"
 
 @dataclass(frozen=True)
 class DockerSettings:
-    # DOCKER_HOST-style address of the engine (unix:// or tcp:// without TLS).
+    # DOCKER_HOST-style address of the engine: unix://, or tcp:// (TLS when `tls` is set).
     docker_host: str = "unix:///var/run/docker.sock"
+    # TLS to a tcp:// engine, from DOCKER_TLS_VERIFY / DOCKER_TLS / DOCKER_CERT_PATH.
+    tls: EngineTLS | None = None
+    # Names of the runtime images: `<prefix><language id>[:<tag>]`.
+    images: ImageNames = field(default_factory=ImageNames)
     # OCI runtime: "runc" or "runsc" (gVisor); per-language overrides below.
     runtime: str = "runc"
     language_runtimes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -39,9 +44,6 @@ class DockerSettings:
     def runtime_for(self, language: str) -> str:
         return self.language_runtimes.get(language, self.runtime)
 
-    def runtimes(self) -> set[str]:
-        return {self.runtime, *self.language_runtimes.values()}
-
-    @staticmethod
-    def host_from_env() -> str:
-        return os.environ.get("DOCKER_HOST") or DockerSettings.docker_host
+    def address(self) -> EngineAddress:
+        """Where the engine is; a ValueError when `docker_host` is not an address."""
+        return EngineAddress.parse(self.docker_host, self.tls)

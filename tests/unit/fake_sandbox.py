@@ -8,6 +8,10 @@ The job's source is a tiny script, one command per line:
   raise unavailable     raise EngineUnavailable
   raise crash           raise a plain RuntimeError (an unexpected bug)
   exit N                finish with exit code N (default 0)
+
+Readiness: `unready` makes every language unready with that reason (an engine
+that does not answer), `unready_languages` only the languages it names; the
+others are ready. `readiness_checks(n)` waits until the server has asked n times.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.errors import EngineUnavailable
 from codebeaker.runtimes.model import (
     Event,
@@ -30,8 +35,13 @@ from codebeaker.runtimes.pool import PoolStats
 
 
 class FakeSandbox:
-    def __init__(self, unready: str | None = None) -> None:
+    def __init__(
+        self, unready: str | None = None, unready_languages: Mapping[str, str] | None = None
+    ) -> None:
         self.unready = unready
+        self.unready_languages = dict(unready_languages or {})
+        self._checks = 0
+        self._checked = asyncio.Condition()
         self.jobs: list[Job] = []
         self.torn_down: list[str] = []
         self.running = 0
@@ -95,8 +105,20 @@ class FakeSandbox:
     async def prepare(self) -> None:
         self.prepared = True
 
-    async def unready_reason(self) -> str | None:
-        return self.unready
+    async def readiness(self) -> Mapping[str, str | None]:
+        answer = {
+            spec.id: self.unready or self.unready_languages.get(spec.id)
+            for spec in Catalog.load().specs()
+        }
+        async with self._checked:
+            self._checks += 1
+            self._checked.notify_all()
+        return answer
+
+    async def readiness_checks(self, count: int) -> None:
+        """Return once readiness has been asked `count` times (since the start)."""
+        async with self._checked:
+            await self._checked.wait_for(lambda: self._checks >= count)
 
     async def versions(self) -> Mapping[str, str]:
         return {"python": "3.11.2", "javascript": "18.19.0"}

@@ -12,6 +12,12 @@ import pytest
 
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import images
+from codebeaker.runtimes.docker.buildcontext import (
+    context_files,
+    ignore_rules,
+    ignored,
+    inputs_hash,
+)
 from codebeaker.runtimes.docker.images import (
     DEFAULT_BASE_IMAGE,
     LOCAL_BASE_IMAGE,
@@ -24,11 +30,7 @@ from codebeaker.runtimes.docker.images import (
     Target,
     add_images_command,
     build,
-    context_files,
     decide,
-    ignore_rules,
-    ignored,
-    inputs_hash,
     options_from,
     parse_args,
     parse_version,
@@ -37,7 +39,7 @@ from codebeaker.runtimes.docker.images import (
     select,
     tail,
 )
-from codebeaker.runtimes.docker.labels import INPUTS_LABEL, VERSION_LABEL, image_for
+from codebeaker.runtimes.docker.labels import INPUTS_LABEL, VERSION_LABEL, ImageNames, image_for
 
 ARGS = {"BASE_IMAGE": "debian:bookworm-slim", "SUPERVISOR_IMAGE": "codebeaker/supervisor"}
 PARENTS = ["sha256:base", "sha256:supervisor"]
@@ -221,7 +223,8 @@ def codebeaker_parser() -> argparse.ArgumentParser:
 
 
 def test_images_build_subcommand(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CODEBEAKER_BASE_IMAGE", raising=False)
+    for name in ("BASE_IMAGE", "IMAGE_PREFIX", "IMAGE_TAG", "LANGUAGES", "LANGUAGES_DIR"):
+        monkeypatch.delenv(f"CODEBEAKER_{name}", raising=False)
     args = codebeaker_parser().parse_args(["images", "build"])
     assert args.handler is run_build
     assert options_from(args) == Options()
@@ -324,6 +327,7 @@ class FakeDocker(Docker):
             DEFAULT_BASE_IMAGE: ("sha256:base", {})
         }
         self.builds: list[str] = []
+        self.build_args: dict[str, Mapping[str, str]] = {}
         self.removed: list[str] = []
 
     def check_engine(self) -> None:
@@ -344,6 +348,7 @@ class FakeDocker(Docker):
         if target.image in self.broken:
             raise BuildError(f"`docker build` of {target.image} failed")
         self.builds.append(target.image)
+        self.build_args[target.image] = target.build_args
         self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
 
     def run_in(self, image: str, command: Sequence[str]) -> str:
@@ -438,3 +443,80 @@ def test_run_build_uses_the_real_docker_cli(monkeypatch: pytest.MonkeyPatch) -> 
     args = codebeaker_parser().parse_args(["images", "build", "--language", "bash"])
     assert args.handler(args) == 0
     assert made[0].builds[0] == SUPERVISOR_IMAGE
+
+
+LUA_SPEC = """\
+id = "lua"
+name = "Lua"
+file_name = "main.lua"
+run = ["lua5.4", "{entrypoint}"]
+version_command = ["lua5.4", "-v"]
+"""
+
+
+def test_the_server_settings_name_and_choose_the_images(tmp_path: Path) -> None:
+    env = {
+        "CODEBEAKER_IMAGE_PREFIX": "reg.example:5000/cb-",
+        "CODEBEAKER_IMAGE_TAG": "t1",
+        "CODEBEAKER_LANGUAGES_DIR": str(tmp_path),
+        "CODEBEAKER_LANGUAGES": "py, c",
+    }
+    options = parse_args(["build"], environ=env)
+    assert options.images == ImageNames("reg.example:5000/cb-", "t1")
+    assert options.languages_dir == tmp_path
+    assert options.languages == ("py", "c")
+    flags = ["--image-prefix", "mine/", "--image-tag", "t2", "--language", "js"]
+    options = parse_args(["build", *flags, "--languages-dir", "x"], environ=env)
+    assert (options.images, options.languages) == (ImageNames("mine/", "t2"), ("js",))
+    assert options.languages_dir == Path("x")
+    assert parse_args(["build"], environ={}).images == ImageNames()
+
+
+def test_prefix_and_tag_name_every_image_and_the_supervisor_they_copy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    docker = FakeDocker()
+    names = ImageNames("reg.example:5000/cb-", "t1")
+    assert build(Options(languages=("py",), images=names), docker, Catalog.load()) == 0
+    assert docker.builds[0] == "reg.example:5000/cb-supervisor:t1"
+    assert set(docker.builds[1:]) == {"reg.example:5000/cb-python:t1"}
+    args = docker.build_args["reg.example:5000/cb-python:t1"]
+    assert args["SUPERVISOR_IMAGE"] == "reg.example:5000/cb-supervisor:t1"
+    assert "reg.example:5000/cb-python:t1: built in" in capsys.readouterr().out
+
+
+def test_a_languages_dir_is_built_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lua").mkdir()
+    (tmp_path / "lua" / "spec.toml").write_text(LUA_SPEC)
+    (tmp_path / "lua" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "awk").mkdir()
+    (tmp_path / "awk" / "spec.toml").write_text(LUA_SPEC.replace("lua", "awk"))
+    made: list[FakeDocker] = []
+
+    def fake_docker(verbose: bool = False) -> FakeDocker:
+        made.append(FakeDocker())
+        return made[-1]
+
+    monkeypatch.setattr(images, "Docker", fake_docker)
+    argv = ["images", "build", "--languages-dir", str(tmp_path), "--language", "lua"]
+    argv += ["--language", "awk", "--language", "bash"]
+    args = codebeaker_parser().parse_args(argv)
+    assert args.handler(args) == 1  # awk has no Dockerfile
+    assert set(made[0].builds) == {SUPERVISOR_IMAGE, "codebeaker/lua", "codebeaker/bash"}
+    captured = capsys.readouterr()
+    assert f"codebeaker/awk: FAILED: {tmp_path / 'awk'} has no Dockerfile" in captured.err
+
+
+def test_bad_names_or_language_folders_stop_the_build_before_docker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(images, "Docker", lambda verbose=False: pytest.fail("Docker was used"))
+    args = codebeaker_parser().parse_args(["images", "build", "--image-tag", "a:b"])
+    assert args.handler(args) == 2
+    assert "error: image_tag 'a:b' is not a Docker tag" in capsys.readouterr().err
+    (tmp_path / "broken").mkdir()
+    args = codebeaker_parser().parse_args(["images", "build", "--languages-dir", str(tmp_path)])
+    assert args.handler(args) == 2
+    assert f"error: {tmp_path / 'broken'}: a language folder needs" in capsys.readouterr().err

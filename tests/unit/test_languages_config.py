@@ -1,0 +1,154 @@
+"""Serving a subset, an operator's own languages, and the runtime images' names:
+from the settings to the catalog, the backend and the containers it makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codebeaker.runtimes.docker.container import container_config
+from codebeaker.runtimes.docker.labels import ImageNames
+from codebeaker.runtimes.model import Limits
+from codebeaker.server.backend import build_sandbox
+from codebeaker.server.config import parse_config
+from codebeaker.server.languages import CatalogConfig
+
+LUA = """\
+id = "lua"
+name = "Lua"
+aliases = ["lua5.4"]
+file_name = "main.lua"
+run = ["lua5.4", "{entrypoint}"]
+version_command = ["lua5.4", "-v"]
+"""
+DOCKERFILE = "ARG BASE_IMAGE\nARG SUPERVISOR_IMAGE\nFROM ${BASE_IMAGE}\n"
+
+
+def language(root: Path, folder: str, spec: str, dockerfile: bool = True) -> Path:
+    directory = root / folder
+    directory.mkdir(parents=True)
+    (directory / "spec.toml").write_text(spec)
+    if dockerfile:
+        (directory / "Dockerfile").write_text(DOCKERFILE)
+    return directory
+
+
+def test_languages_serves_only_those_named_by_id_or_alias() -> None:
+    config = parse_config(["--languages", "py, c,python"], {})
+    assert [spec.id for spec in config.catalog.catalog().specs()] == ["c", "python"]
+    everything = parse_config([], {}).catalog.catalog()
+    assert "rust" in {spec.id for spec in everything.specs()}
+
+
+def test_the_subset_reaches_the_pools_and_the_backend() -> None:
+    config = parse_config(["--languages", "js,bash", "--pool-size", "1"], {})
+    sandbox = build_sandbox(config, config.catalog.catalog())
+    assert set(sandbox.pools) == {"bash", "javascript"}  # type: ignore[attr-defined]
+
+
+def test_settings_that_name_unserved_languages_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"languages: .*cobol"):
+        parse_config(["--languages", "python,cobol"], {})
+    with pytest.raises(ValueError, match="pool_languages"):
+        parse_config(["--languages", "python", "--pool-languages", "c"], {})
+
+
+def test_a_languages_dir_adds_its_languages(tmp_path: Path) -> None:
+    language(tmp_path, "lua", LUA)
+    (tmp_path / ".git").mkdir()  # hidden folders are not languages
+    config = parse_config([], {"CODEBEAKER_LANGUAGES_DIR": str(tmp_path)})
+    catalog = config.catalog.catalog()
+    lua = catalog.resolve("LUA5.4")
+    assert (lua.id, lua.directory) == ("lua", tmp_path / "lua")
+    assert catalog.resolve("python").id == "python"  # the built-ins stay
+    only = parse_config(["--languages-dir", str(tmp_path), "--languages", "lua"], {})
+    assert [spec.id for spec in only.catalog.catalog().specs()] == ["lua"]
+
+
+@pytest.mark.parametrize(
+    ("folder", "spec", "problem"),
+    [
+        ("lua", LUA.replace('name = "Lua"\n', ""), "the field name is missing"),
+        ("lua", LUA.replace('["lua5.4", "-v"]', '"lua5.4 -v"'), "version_command must be a list"),
+        ("lua", LUA.replace("id =", "id = = "), "spec.toml: Invalid"),
+        ("lua", LUA.replace('run = ["lua5.4", "{entrypoint}"]', 'run = ["lua5.4"]'), "mention"),
+        ("lua", LUA.replace('id = "lua"', 'id = "moon"'), "must match its folder name"),
+        ("Lua", LUA.replace('id = "lua"', 'id = "Lua"'), "must be lowercase"),
+        ("python", LUA.replace("lua", "python"), "the id 'python' is taken by the language in"),
+        ("lua", LUA.replace('["lua5.4"]', '["py"]'), "the name 'py' is already claimed"),
+    ],
+)
+def test_a_broken_language_folder_is_refused_naming_folder_and_field(
+    tmp_path: Path, folder: str, spec: str, problem: str
+) -> None:
+    directory = language(tmp_path, folder, spec)
+    with pytest.raises(ValueError, match="languages_dir: ") as raised:
+        CatalogConfig(languages_dir=str(tmp_path)).catalog()
+    assert str(directory) in str(raised.value)
+    assert problem in str(raised.value)
+
+
+def test_a_languages_dir_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a folder of language folders"):
+        CatalogConfig(languages_dir=str(tmp_path / "absent")).catalog()
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(ValueError, match=r"notes: a language folder needs a spec\.toml"):
+        CatalogConfig(languages_dir=str(tmp_path)).catalog()
+
+
+def test_image_names_follow_prefix_and_tag_into_the_container() -> None:
+    config = parse_config(
+        ["--image-prefix", "registry.example:5000/team/cb-", "--image-tag", "2026.12"], {}
+    )
+    catalog = config.catalog.catalog()
+    settings = config.backend.settings(catalog, {})
+    made = container_config(catalog.resolve("py"), Limits(1, 1, 1 << 20, 8, 1024), settings, "x")
+    assert made["Image"] == "registry.example:5000/team/cb-python:2026.12"
+    assert settings.images.supervisor == "registry.example:5000/team/cb-supervisor:2026.12"
+    default = parse_config([], {}).backend.settings(catalog, {})
+    assert container_config(catalog.resolve("py"), Limits(1, 1, 1 << 20, 8, 1024), default, "x")[
+        "Image"
+    ] == ("codebeaker/python")
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--image-prefix", "team/Cb-"], "image_prefix"),
+        (["--image-prefix", "code beaker/"], "image_prefix"),
+        (["--image-tag", "a:b"], "image_tag"),
+        (["--image-tag=-x"], "image_tag"),
+        (["--docker-host", "ssh://me@engine"], "docker_host: unsupported"),
+        (["--docker-host", "tcp://:2375"], "docker_host"),
+    ],
+)
+def test_bad_image_and_engine_settings_are_refused_with_their_name(
+    argv: list[str], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_config(argv, {})
+
+
+def test_image_names_default_to_codebeaker_and_latest() -> None:
+    assert ImageNames().named("python") == "codebeaker/python"
+    assert ImageNames("cb-", "v1").supervisor == "cb-supervisor:v1"
+
+
+def test_the_engine_address_and_tls_come_from_dockers_variables(tmp_path: Path) -> None:
+    catalog = parse_config([], {}).catalog.catalog()
+    config = parse_config([], {}).backend
+    settings = config.settings(catalog, {"DOCKER_HOST": "tcp://127.0.0.1:2376"})
+    assert settings.address().port == 2376 and settings.tls is None
+    tls_env = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)}
+    with pytest.raises(ValueError, match="DOCKER_CERT_PATH"):
+        config.settings(catalog, {**tls_env, "DOCKER_HOST": "tcp://h:1"})
+    assert config.settings(catalog, tls_env).tls is None  # a unix socket speaks no TLS
+    (tmp_path / "ca.pem").write_text("x")
+    tls = config.settings(
+        catalog,
+        {"DOCKER_HOST": "tcp://h:1", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)},
+    )
+    assert tls.address().tls is not None and tls.address().tls.verify  # type: ignore[union-attr]
+    explicit = parse_config(["--docker-host", "unix:///x.sock"], {}).backend
+    assert explicit.settings(catalog, {"DOCKER_HOST": "tcp://h:1"}).docker_host == "unix:///x.sock"
