@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from codebeaker.client._cli_connect import open_client
 from codebeaker.client._cli_files import (
     parse_case,
     read_cases,
@@ -29,7 +30,6 @@ from codebeaker.client._cli_support import (
     parse_seconds,
     parse_size,
 )
-from codebeaker.client.sync import Client
 from codebeaker.client.types import Comparison, Limits, Runtime
 
 # Extensions the servers' default file names (main.cpp, Main.java, ...) do not
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         if args.compile_time is not None
         else None
     )
-    with Client(args.address, timeout=args.timeout) as client:
+    with open_client(args) as client:
         language = args.language or infer_language(client.runtimes(), program.first)
         stream = client.stream(
             language,

@@ -10,24 +10,20 @@ the program.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self, Unpack
 
 import grpc
 
+from codebeaker.client._channel import PemSource, connection
 from codebeaker.client._convert import (
     build_spec,
     event_from_proto,
     result_from_proto,
     runtimes_from_proto,
 )
-from codebeaker.client._settings import (
-    ChannelOptions,
-    channel_options,
-    deadline,
-    resolve_address,
-)
+from codebeaker.client._settings import ChannelOptions, deadline
 from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
 from codebeaker.client.types import (
@@ -137,6 +133,10 @@ class AsyncClient:
     `$CODEBEAKER_ADDRESS`, else 127.0.0.1:50051. `timeout` (seconds) is the
     deadline of each call that does not pass its own; None means no deadline.
     Use as an async context manager, or `await close()`.
+
+    The connection arguments are `Client`'s (`tls`, `ca`, `cert`, `key`,
+    `credentials`, `metadata`, `token`); `channel=` takes a ready
+    `grpc.aio.Channel`, which `close()` then leaves open.
     """
 
     def __init__(
@@ -145,10 +145,31 @@ class AsyncClient:
         *,
         timeout: float | None = None,
         options: ChannelOptions | None = None,
+        tls: bool = False,
+        ca: PemSource | None = None,
+        cert: PemSource | None = None,
+        key: PemSource | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.address = resolve_address(address)
+        self._connection = connection(
+            address,
+            tls=tls,
+            ca=ca,
+            cert=cert,
+            key=key,
+            credentials=credentials,
+            metadata=metadata,
+            token=token,
+            options=options,
+            own_channel=channel is None,
+        )
+        self.address = self._connection.address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(self.address, options=channel_options(options))
+        self._owns_channel = channel is None
+        self._channel = channel if channel is not None else self._connection.open_aio()
         self._stub = pb_grpc.ExecutionServiceStub(self._channel)
 
     async def execute(
@@ -173,7 +194,7 @@ class AsyncClient:
                 response: pb.ExecuteResponse = await self._stub.Execute(
                     pb.ExecuteRequest(spec=spec),
                     timeout=deadline(timeout, self.timeout),
-                    metadata=call.metadata,
+                    metadata=self._connection.with_call(call.metadata),
                 )
             result = result_from_proto(response.result)
             call.result(result)
@@ -202,7 +223,7 @@ class AsyncClient:
                 call: _AsyncStreamCall = self._stub.ExecuteStream(
                     pb.ExecuteStreamRequest(spec=spec),
                     timeout=deadline(timeout, self.timeout),
-                    metadata=span.metadata,
+                    metadata=self._connection.with_call(span.metadata),
                 )
         except BaseException as error:
             span.end(error)
@@ -215,13 +236,15 @@ class AsyncClient:
             response: pb.ListRuntimesResponse = await self._stub.ListRuntimes(
                 pb.ListRuntimesRequest(),
                 timeout=deadline(timeout, self.timeout),
-                metadata=call.metadata,
+                metadata=self._connection.with_call(call.metadata),
             )
         return runtimes_from_proto(response)
 
     async def close(self) -> None:
-        """Close the channel; RPCs still running on it are cancelled."""
-        await self._channel.close()
+        """Close the channel (RPCs still running on it are cancelled), unless the
+        caller passed it as `channel=`: the caller closes what it made."""
+        if self._owns_channel:
+            await self._channel.close()
 
     async def __aenter__(self) -> Self:
         return self

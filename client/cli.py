@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import TypeAlias
 
 from codebeaker.client import _cli_run
+from codebeaker.client._cli_connect import connection_parser, open_client
 from codebeaker.client._cli_support import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -25,12 +26,9 @@ from codebeaker.client._cli_support import (
     PROG,
     CliError,
     explain_error,
-    parse_seconds,
     say,
 )
-from codebeaker.client._settings import ADDRESS_ENV, default_address
 from codebeaker.client.errors import CodeBeakerError
-from codebeaker.client.sync import Client
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -91,18 +89,7 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument(
-        "--address",
-        default=default_address(),
-        help=f"server address (default: %(default)s, from ${ADDRESS_ENV} if set)",
-    )
-    connection.add_argument(
-        "--timeout",
-        type=parse_seconds,
-        metavar="S",
-        help="deadline of each call to the server (default: none)",
-    )
+    connection = connection_parser()
 
     run = subparsers.add_parser(
         "run",
@@ -133,7 +120,7 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
 
 
 def list_runtimes(args: argparse.Namespace) -> int:
-    with Client(args.address, timeout=args.timeout) as client:
+    with open_client(args) as client:
         runtimes = client.runtimes()
     rows = [("LANGUAGE", "VERSION", "ALIASES", "FILE", "COMPILED")]
     rows += [

@@ -9,24 +9,20 @@ cancels the RPC so the server tears the sandbox down.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self, Unpack
 
 import grpc
 
+from codebeaker.client._channel import PemSource, connection
 from codebeaker.client._convert import (
     build_spec,
     event_from_proto,
     result_from_proto,
     runtimes_from_proto,
 )
-from codebeaker.client._settings import (
-    ChannelOptions,
-    channel_options,
-    deadline,
-    resolve_address,
-)
+from codebeaker.client._settings import ChannelOptions, deadline
 from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
 from codebeaker.client.types import (
@@ -135,6 +131,14 @@ class Client:
     `address` defaults to `$CODEBEAKER_ADDRESS`, else 127.0.0.1:50051.
     `timeout` (seconds) is the deadline of each call that does not pass its
     own; None means no deadline. Use as a context manager, or call `close()`.
+
+    Plaintext unless `tls=True` (the system's trusted roots), `ca=` (a PEM
+    path or bytes to trust instead), `cert=` and `key=` (a client certificate,
+    for mTLS; either implies TLS) or `credentials=` (grpc's own). `token=`
+    (default `$CODEBEAKER_TOKEN`) is sent as `authorization: Bearer <token>`
+    and `metadata=` pairs with every call. `channel=` uses a ready channel
+    instead (then only `metadata`/`token` apply, and `close()` leaves it open).
+    A bad argument or an unreadable PEM file raises ValueError.
     """
 
     def __init__(
@@ -143,10 +147,31 @@ class Client:
         *,
         timeout: float | None = None,
         options: ChannelOptions | None = None,
+        tls: bool = False,
+        ca: PemSource | None = None,
+        cert: PemSource | None = None,
+        key: PemSource | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
+        channel: grpc.Channel | None = None,
     ) -> None:
-        self.address = resolve_address(address)
+        self._connection = connection(
+            address,
+            tls=tls,
+            ca=ca,
+            cert=cert,
+            key=key,
+            credentials=credentials,
+            metadata=metadata,
+            token=token,
+            options=options,
+            own_channel=channel is None,
+        )
+        self.address = self._connection.address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address, options=channel_options(options))
+        self._owns_channel = channel is None
+        self._channel = channel if channel is not None else self._connection.open()
         self._stub: pb_grpc.ExecutionServiceStub = pb_grpc.ExecutionServiceStub(self._channel)
 
     def execute(
@@ -169,7 +194,7 @@ class Client:
                 future = self._stub.Execute.future(
                     pb.ExecuteRequest(spec=spec),
                     timeout=deadline(timeout, self.timeout),
-                    metadata=call.metadata,
+                    metadata=self._connection.with_call(call.metadata),
                 )
                 try:
                     response: pb.ExecuteResponse = future.result()
@@ -202,7 +227,7 @@ class Client:
                 call: _StreamCall = self._stub.ExecuteStream(
                     pb.ExecuteStreamRequest(spec=spec),
                     timeout=deadline(timeout, self.timeout),
-                    metadata=span.metadata,
+                    metadata=self._connection.with_call(span.metadata),
                 )
         except BaseException as error:
             span.end(error)
@@ -215,13 +240,15 @@ class Client:
             response: pb.ListRuntimesResponse = self._stub.ListRuntimes(
                 pb.ListRuntimesRequest(),
                 timeout=deadline(timeout, self.timeout),
-                metadata=call.metadata,
+                metadata=self._connection.with_call(call.metadata),
             )
         return runtimes_from_proto(response)
 
     def close(self) -> None:
-        """Close the channel; RPCs still running on it are cancelled."""
-        self._channel.close()
+        """Close the channel (RPCs still running on it are cancelled), unless the
+        caller passed it as `channel=`: the caller closes what it made."""
+        if self._owns_channel:
+            self._channel.close()
 
     def __enter__(self) -> Self:
         return self
