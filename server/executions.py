@@ -5,6 +5,13 @@ The servicer calls these two entry points; they know nothing of protobuf.
 `collect` gathers them into capped buffers per stage (compile, run, each test
 case) for the unary Execute. Every
 execution, however it ends, is reported once (log line, metrics, span).
+
+A tenant's execution also holds one of its `max_executions`, taken before the
+global admission (a tenant at its quota is refused at once and takes no place
+in the queue), and is charged its CPU time when it ends: the compile's and the
+run's as the sandbox measured them, or, if it ended without a verdict
+(cancelled, failed), the wall time it held its sandbox for, one CPU's worth,
+so leaving early is no way around `cpu_seconds_per_hour`.
 """
 
 from __future__ import annotations
@@ -25,10 +32,13 @@ from codebeaker.runtimes.model import (
     Output,
     Stage,
     Stream,
+    Verdict,
 )
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.runtimes.telemetry import durations
+from codebeaker.server import caller
 from codebeaker.server.admission import Admission
+from codebeaker.server.quotas import ExecutionLease, Tenancy
 from codebeaker.server.reporting import ExecutionRecord
 
 log = logging.getLogger(__name__)
@@ -54,31 +64,45 @@ class Executions:
         sandbox: Sandbox,
         admission: Admission,
         report: Callable[[ExecutionRecord], None],
+        tenancy: Tenancy | None = None,
     ) -> None:
         self._sandbox = sandbox
         self._admission = admission
         self._report = report
+        self._tenancy = tenancy
 
     async def events(self, job: Job) -> AsyncGenerator[Event, None]:
-        """The sandbox's events under an admission slot; reported once, however it ends."""
+        """The sandbox's events under the tenant's and an admission slot; reported once,
+        however it ends."""
         log.debug("execution %s: language=%s", job.execution_id, job.language.id)
+        tenant = caller.current_tenant()
+        caller.note(resource=job.language.id, execution_id=job.execution_id)
         outcome: Outcome | None = None
         error: BaseException | None = None
         started = time.perf_counter()
+        lease: ExecutionLease | None = None
+        admitted: float | None = None
         with durations() as phases:
             try:
-                async with (
-                    self._admission.slot(),
-                    contextlib.aclosing(self._sandbox.execute(job)) as events,
-                ):
-                    async for event in events:
-                        if isinstance(event, Finished):
-                            outcome = event.outcome
-                        yield event
+                if tenant is not None and self._tenancy is not None:
+                    lease = self._tenancy.admit_execution(tenant)
+                async with self._admission.slot():
+                    admitted = time.perf_counter()
+                    async with contextlib.aclosing(self._sandbox.execute(job)) as events:
+                        async for event in events:
+                            if isinstance(event, Finished):
+                                outcome = event.outcome
+                                if lease is not None:
+                                    lease.charge(cpu_seconds(event))
+                            yield event
             except BaseException as caught:
                 error = caught
                 raise
             finally:
+                if lease is not None:
+                    if outcome is None and admitted is not None:
+                        lease.charge(time.perf_counter() - admitted)
+                    lease.release()
                 # After the verdict, the consumer closing us (GeneratorExit) is the normal end.
                 self._report(
                     ExecutionRecord(
@@ -87,6 +111,7 @@ class Executions:
                         dict(phases),
                         outcome,
                         error if outcome is None else None,
+                        tenant.name if tenant is not None else "",
                     )
                 )
 
@@ -117,6 +142,15 @@ class Executions:
                     }
                     return Collected(event, outputs, frozenset(cut))
         raise SandboxFailure("the sandbox ended without a result")
+
+
+def cpu_seconds(finished: Finished) -> float:
+    """The CPU time an execution is charged: its outcome's, plus a successful compile's
+    (a failed compile is the outcome itself)."""
+    seconds = finished.outcome.cpu_time
+    if finished.compile is not None and finished.compile.outcome.verdict is Verdict.OK:
+        seconds += finished.compile.outcome.cpu_time
+    return seconds
 
 
 def _output_cap(job: Job, stage: Stage) -> int:

@@ -113,6 +113,18 @@ class Metrics:
             ("language", "stream"),
             registry=r,
         )
+        self.tenant_requests = Counter(
+            "codebeaker_tenant_requests_total",
+            "Calls of CodeBeaker's services by tenant (empty: unauthenticated) and status code.",
+            ("tenant", "code"),
+            registry=r,
+        )
+        self.tenant_quota_rejections = Counter(
+            "codebeaker_tenant_quota_rejections_total",
+            "Calls refused (RESOURCE_EXHAUSTED) by a tenant's quota, by tenant and quota.",
+            ("tenant", "quota"),
+            registry=r,
+        )
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=r)
         self._server: WSGIServer | None = None
@@ -139,6 +151,12 @@ class Metrics:
             self.truncations.labels(language, "stdout").inc()
         if outcome.stderr_truncated:
             self.truncations.labels(language, "stderr").inc()
+
+    def tenant_request(self, tenant: str, code: str) -> None:
+        self.tenant_requests.labels(tenant, code).inc()
+
+    def quota_rejected(self, tenant: str, quota: str) -> None:
+        self.tenant_quota_rejections.labels(tenant, quota).inc()
 
     def phase_ended(self, record: PhaseRecord) -> None:
         self.phase_seconds.labels(record.name).observe(record.seconds)

@@ -4,7 +4,7 @@
 ended it (a verdict, a service failure, a refusal, the caller leaving), and
 the `ExecutionReporter` turns it into the execution's single log line
 (`execution.finished`, `.failed`, `.rejected` or `.cancelled`, with the trace
-and span ids of the RPC, the execution id, language, verdict and durations,
+and span ids of the RPC, the execution id, the tenant, language, verdict and durations,
 phase by phase), the `codebeaker_executions_*` metrics, and attributes on
 the RPC's span so the trace can be found by execution id. Never the
 program's output.
@@ -34,6 +34,7 @@ class ExecutionRecord:
     phases: Mapping[str, float]  # seconds per phase of this execution, by name
     outcome: Outcome | None = None  # the verdict, if the program ran to one
     error: BaseException | None = None  # what ended it otherwise
+    tenant: str = ""  # the calling tenant's name; "" on a server without tenants
 
 
 class ExecutionReporter:
@@ -45,6 +46,7 @@ class ExecutionReporter:
         fields: dict[str, object] = {
             "execution_id": job.execution_id,
             "request_id": job.request_id,
+            "tenant": record.tenant,
             "language": job.language.id,
             "version": job.language.version,
             "duration_seconds": round(record.seconds, 6),
@@ -52,6 +54,8 @@ class ExecutionReporter:
         }
         span = trace.get_current_span()
         span.set_attributes({PREFIX + k: v for k, v in job_attributes(job).items()})
+        if record.tenant:
+            span.set_attribute(PREFIX + "tenant", record.tenant)
         if outcome is not None:
             self._metrics.execution_finished(job.language.id, outcome, record.seconds)
             span.set_attributes({PREFIX + k: v for k, v in outcome_attributes(outcome).items()})
