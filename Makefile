@@ -1,5 +1,8 @@
 # CodeBeaker developer entry points. `make run` and `make test` set up a fresh
-# machine by themselves (virtualenv, install, runtime images).
+# Debian machine by themselves: as root they install what is missing
+# (python3-venv, the Docker engine, gVisor, the test tools), otherwise they
+# stop with one sentence saying what to run; then the virtualenv, the install
+# (exact versions from constraints.txt), the runtime images.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,15 +14,42 @@ PROTO_DIR := proto
 PROTO_OUT := proto/codebeaker/v1
 PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
 
-.PHONY: venv proto proto-check images readme run test test-unit lint bench clean
+.PHONY: venv engine test-tools constraints proto proto-check images readme run test \
+	test-unit lint bench clean FORCE
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# A venv whose python is gone or cannot import pip is half-made (an interrupted
+# `python3 -m venv`, Debian's python3 without python3-venv): its stamp must not
+# count, so scripts/ensure-venv.sh rebuilds it before the install.
+VENV_BROKEN := $(shell bash scripts/ensure-venv.sh --check $(VENV) || echo yes)
+
+$(STAMP): pyproject.toml constraints.txt $(if $(VENV_BROKEN),FORCE)
+	PYTHON='$(PYTHON)' bash scripts/ensure-venv.sh $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+FORCE:
+
+# Pin what the venv has now (after changing a version in pyproject.toml).
+constraints: $(STAMP)
+	{ grep '^#' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } \
+		> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# A Docker engine that answers; when none does, scripts/ensure-docker.sh
+# installs and starts one (root), or says what to run.
+engine:
+	@docker info >/dev/null 2>&1 || bash scripts/ensure-docker.sh
+
+# What the whole suite drives besides the engine: gVisor registered with it
+# (every integration test also runs under runsc), Prometheus, docker-compose.
+# Without root, missing test tools only skip their tests (not with CI=true).
+test-tools:
+	@bash scripts/ensure-docker.sh
+	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/ensure-test-tools.sh; \
+	else bash scripts/ensure-test-tools.sh || echo "make test: the tests that need them will skip"; fi
 
 # Regenerate the Python stubs (messages, gRPC, typed .pyi) beside the .proto files.
 proto: $(STAMP)
@@ -34,7 +64,7 @@ proto-check: proto
 	git diff --exit-code -- $(PROTO_OUT) || \
 		(echo "generated stubs are stale: run 'make proto' and commit" >&2; exit 1)
 
-images: $(STAMP)
+images: $(STAMP) engine
 	$(BIN)/codebeaker images build
 
 # Regenerate the README's language table from runtimes/languages/*/spec.toml.
@@ -45,7 +75,7 @@ run: $(STAMP) images
 	$(BIN)/codebeaker serve --address $(ADDRESS) --metrics-address $(METRICS_ADDRESS) \
 		--log-format console
 
-test: $(STAMP) images
+test: $(STAMP) test-tools images
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
@@ -74,7 +104,7 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker
 # Speed against the bare interpreter, the raw engine and peers, in one run;
 # then every language's hello world, cold and warm, against its own toolchain.
 bench: $(STAMP) images
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.languages
 

@@ -1,9 +1,13 @@
 """The gRPC application: wiring, health, reflection, and a graceful life cycle.
 
-Start-up removes leftovers of an earlier instance, then serves. Health is
-SERVING only while the sandbox says it is ready (re-checked in the
-background). SIGTERM/SIGINT: NOT_SERVING, refuse new calls, give in-flight
-executions `shutdown_grace` seconds, cancel the rest (their
+Start-up removes leftovers of an earlier instance, then serves. Health has
+three kinds of names: readiness ("" and the service's name), SERVING only
+while every served language is ready (re-checked in the background); one
+name per language (`<service>/<language id>`), so a router can send a
+language only where it runs; and liveness (`codebeaker.liveness`), SERVING
+until the server drains. SIGTERM/SIGINT: NOT_SERVING, keep taking calls for
+`shutdown_delay` seconds (load balancers notice), then refuse new calls,
+give in-flight executions `shutdown_grace` seconds, cancel the rest (their
 sandboxes are killed and removed), wait for every teardown, exit 0.
 Telemetry is wired here: the RPC telemetry interceptor (outside the error
 interceptor), the metrics registry and its optional HTTP endpoint, the phase
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import replace
 
 from grpc import aio
@@ -24,7 +29,9 @@ from grpc_reflection.v1alpha import reflection
 
 from codebeaker.runtimes import telemetry
 from codebeaker.runtimes.catalog import Catalog
-from codebeaker.runtimes.sandbox import Sandbox
+from codebeaker.runtimes.sandbox import Sandbox, unready_reason
+from codebeaker.server import transport
+from codebeaker.server.access import Access
 from codebeaker.server.admission import Admission
 from codebeaker.server.config import ServerConfig
 from codebeaker.server.errors import ErrorInterceptor
@@ -40,6 +47,8 @@ from codebeaker.v1 import execution_pb2, execution_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+LIVENESS_NAME = "codebeaker.liveness"
+UNREPORTED = "the sandbox reported nothing about this language"
 HEALTH_INTERVAL = 5.0
 MESSAGE_LIMIT = 64 * 1024 * 1024
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -70,17 +79,28 @@ class Application:
         self.admission = Admission(service.max_concurrency, service.admission_wait)
         self.metrics = Metrics()
         self.metrics.watch(self.admission, sandbox.pool_stats)
+        self.access = Access(config.access, self.metrics)  # tenants, quotas, audit log
         self.health = health.aio.HealthServicer()
         self.server = aio.server(
             # Telemetry outside: it sees the status the error interceptor decided.
-            interceptors=[TelemetryInterceptor(self.metrics), ErrorInterceptor()],
+            # Audit outside the error interceptor (it records the status that one decided),
+            # auth inside it (its refusals are domain errors, mapped like every other).
+            interceptors=[
+                TelemetryInterceptor(self.metrics),
+                self.access.audit_interceptor,
+                ErrorInterceptor(),
+                self.access.auth_interceptor,
+            ],
             options=[
                 ("grpc.max_receive_message_length", MESSAGE_LIMIT),
                 ("grpc.max_send_message_length", MESSAGE_LIMIT),
                 ("grpc.so_reuseport", 0),
+                *transport.server_options(config),
             ],
         )
-        executions = Executions(sandbox, self.admission, ExecutionReporter(self.metrics).report)
+        executions = Executions(
+            sandbox, self.admission, ExecutionReporter(self.metrics).report, self.access.tenancy
+        )
         servicer = ExecutionServicer(executions, lambda: self._rules)
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -94,13 +114,18 @@ class Application:
 
     async def start(self) -> int:
         await self._set_health(_NOT_SERVING)
-        self.port = self.server.add_insecure_port(self.config.service.address)
+        credentials = transport.server_credentials(self.config.service)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(self.config.service.address)
+        else:
+            self.port = self.server.add_secure_port(self.config.service.address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.service.address}")
         if self.config.service.metrics_address:
             address = split_host_port(self.config.service.metrics_address)
             self.metrics_port = self.metrics.serve(*address)
         telemetry.add_observer(self.metrics)
+        self.access.warn_if_open(self.config.service.address)
         with contextlib.suppress(Exception):
             await self.sandbox.prepare()
         await self.server.start()
@@ -117,15 +142,19 @@ class Application:
         return self.port
 
     async def _watch_health(self) -> None:
-        versions_known = False
+        versioned: set[str] = set()  # the languages whose versions have been read
         last: str | None = ""  # neither None (serving) nor a reason: the first check is news
         while not self._draining:
-            reason = await self.sandbox.unready_reason()
-            if reason is None and not versions_known:
+            reported = await self.sandbox.readiness()
+            served = (spec.id for spec in self._rules.catalog.specs())
+            readiness = {language: reported.get(language, UNREPORTED) for language in served}
+            ready = {language for language, reason in readiness.items() if reason is None}
+            if ready - versioned:
                 await self._learn_versions()
-                versions_known = True
+                versioned |= ready
+            reason = unready_reason(readiness)
             if not self._draining:
-                await self._set_health(_SERVING if reason is None else _NOT_SERVING)
+                await self._set_health(_SERVING if reason is None else _NOT_SERVING, readiness)
             if reason != last:
                 if reason is None:
                     event(log, logging.INFO, "server.serving", "serving")
@@ -139,9 +168,18 @@ class Application:
         versions = await self.sandbox.versions()
         self._rules = replace(self._rules, catalog=self._rules.catalog.with_versions(versions))
 
-    async def _set_health(self, status: int) -> None:
+    async def _set_health(
+        self, status: int, readiness: Mapping[str, str | None] | None = None
+    ) -> None:
+        """Readiness names get `status`; each served language SERVING when `readiness`
+        says it is ready (else NOT_SERVING); liveness SERVING until draining."""
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
+        for spec in self._rules.catalog.specs():
+            ready = readiness is not None and readiness.get(spec.id, UNREPORTED) is None
+            status_of_language = _SERVING if ready else _NOT_SERVING
+            await self.health.set(language_health_name(spec.id), status_of_language)
+        await self.health.set(LIVENESS_NAME, _NOT_SERVING if self._draining else _SERVING)
 
     async def stop(self) -> None:
         self._draining = True
@@ -150,14 +188,27 @@ class Application:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        delay = self.config.service.shutdown_delay
+        if delay > 0:
+            message = f"not serving; still taking calls for {delay:.1f}s"
+            event(log, logging.INFO, "server.shutdown_delay", message, delay_seconds=delay)
+            # The feature, not a synchronisation: time for load balancers to
+            # see NOT_SERVING and stop sending before calls are refused.
+            await asyncio.sleep(delay)
         grace = self.config.service.shutdown_grace
         message = f"draining: in-flight executions get {grace:.1f}s"
         event(log, logging.INFO, "server.draining", message, grace_seconds=grace)
         await self.server.stop(grace)
         await self.sandbox.close()
+        await self.access.close()
         telemetry.remove_observer(self.metrics)
         self.metrics.close()
         event(log, logging.INFO, "server.stopped", "stopped")
+
+
+def language_health_name(language: str) -> str:
+    """The health service name of one served language."""
+    return f"{SERVICE_NAME}/{language}"
 
 
 async def serve(config: ServerConfig, sandbox: Sandbox, catalog: Catalog) -> None:

@@ -18,8 +18,11 @@ from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.limits import LimitPolicy
 from codebeaker.runtimes.model import Limits
 from codebeaker.runtimes.pool import PoolSettings
+from codebeaker.server import transport
 from codebeaker.server.backend import BackendConfig
+from codebeaker.server.languages import CatalogConfig
 from codebeaker.server.options import SIZE, language_ids, parse_size, setting, split_host_port
+from codebeaker.server.tenancy import AccessConfig
 
 ENV_PREFIX = "CODEBEAKER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -37,6 +40,26 @@ class ServiceConfig:
     max_concurrency: int = setting(8, "executions running at once; more wait, then are refused")
     admission_wait: float = setting(2.0, "seconds a call may wait for a free slot")
     shutdown_grace: float = setting(30.0, "seconds in-flight executions get on SIGTERM")
+    shutdown_delay: float = setting(
+        0.0, "seconds the server keeps taking calls on SIGTERM, NOT_SERVING, before it drains"
+    )
+    tls_cert: str = setting(
+        "", "PEM certificate chain the gRPC port serves TLS with; empty: plaintext"
+    )
+    tls_key: str = setting("", "PEM private key of --tls-cert")
+    tls_client_ca: str = setting(
+        "", "PEM CA bundle: require client certificates it signed (mTLS); empty: no client certs"
+    )
+    keepalive_time: float = setting(10.0, "seconds between the server's pings on a connection")
+    keepalive_timeout: float = setting(
+        5.0, "seconds a ping may go unanswered before the connection and its calls are dropped"
+    )
+    max_connection_age: float = setting(
+        0.0, "seconds after which a connection is asked to go away (GOAWAY); 0: unlimited"
+    )
+    max_connection_age_grace: float = setting(
+        0.0, "seconds an aged connection's calls may still run; 0: max compile + max wall + 30"
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,8 @@ class ServerConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     pools: PoolConfig = field(default_factory=PoolConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
     def with_values(self, **values: Any) -> ServerConfig:
         """A copy with the named settings changed, whichever section holds them."""
@@ -176,7 +201,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Server
         if value is not None:
             values[config_field.name] = value
     config = ServerConfig().with_values(**values)
-    check(config, Catalog.load())
+    check(config, config.catalog.catalog())
     return config
 
 
@@ -193,8 +218,12 @@ def check(config: ServerConfig, catalog: Catalog) -> None:
         split_host_port(service.metrics_address)
     if service.max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
+    if service.shutdown_delay < 0:
+        raise ValueError("shutdown_delay must not be negative")
+    transport.check(config)  # TLS files readable and paired; keepalive and ages sane
     config.pools.settings(catalog)  # the languages it names exist; sizes are sane
     config.backend.settings(catalog)
+    config.access.check()  # the tenants file reads, and every tenant in it is valid
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:

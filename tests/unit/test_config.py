@@ -90,6 +90,8 @@ def test_setting_names_are_unique_across_sections() -> None:
         "limits",
         "pools",
         "backend",
+        "access",
+        "catalog",
     }
 
 
