@@ -28,12 +28,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-import grpc
 from grpc import aio
 
 from codebeaker.server import caller
 from codebeaker.server.errors import OUR_METHODS
 from codebeaker.server.interception import Interceptor, Method
+from codebeaker.server.rpc_telemetry import final_code
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
@@ -91,20 +91,6 @@ class AuditLog:
 def timestamp(seconds: float) -> str:
     whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{whole}.{int(seconds % 1 * 1000):03d}Z"
-
-
-def final_code(
-    context: aio.ServicerContext[Req, Resp], error: BaseException | None
-) -> grpc.StatusCode:
-    """The status the caller got (as the telemetry interceptor reads it)."""
-    if isinstance(error, asyncio.CancelledError):
-        remaining: float | None = context.time_remaining()
-        expired = remaining is not None and remaining <= 0
-        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-    code: grpc.StatusCode | None = context.code()  # None until set, whatever the stubs say
-    if isinstance(code, grpc.StatusCode):
-        return code
-    return grpc.StatusCode.UNKNOWN if error is not None else grpc.StatusCode.OK
 
 
 class AuditInterceptor(Interceptor):

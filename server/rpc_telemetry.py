@@ -66,9 +66,10 @@ class Rpc:
         return Rpc(kind, service, name, method.name.startswith(OUR_METHODS))
 
 
-def _status_of(
+def final_code(
     context: aio.ServicerContext[Req, Resp], error: BaseException | None
 ) -> grpc.StatusCode:
+    """The status the caller got, read once the call has ended with `error` (or none)."""
     if isinstance(error, asyncio.CancelledError):
         # None without a deadline, whatever the stubs say.
         remaining: float | None = context.time_remaining()
@@ -101,7 +102,7 @@ class TelemetryInterceptor(Interceptor):
                 error = caught
                 raise
             finally:
-                code = _status_of(context, error)
+                code = final_code(context, error)
                 self._metrics.rpc_end(
                     rpc.kind, rpc.service, rpc.method, code.name, time.perf_counter() - started
                 )
