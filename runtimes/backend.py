@@ -72,8 +72,12 @@ class Backend(Protocol[H]):
         """Start-up work: remove what an earlier server instance left behind."""
         ...
 
-    async def launch(self, spec: LanguageSpec, limits: Limits, execution_id: str) -> H:
-        """Create and start a host; its supervisor then waits for one request.
+    async def launch(
+        self, spec: LanguageSpec, limits: Limits, execution_id: str, *, reusable: bool = False
+    ) -> H:
+        """Create and start a host; its supervisor then waits for one request, or,
+        `reusable`, serves one request after another, each in a fresh nested
+        sandbox, saying READY before each (PROTOCOL.md § Host mode).
 
         `execution_id` is empty for a host launched ahead of its request (a pool's).
         """

@@ -43,6 +43,7 @@ class Reason(StrEnum):
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     # UNAVAILABLE
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+    HOST_LOST = "HOST_LOST"  # the sandbox host went away mid-run (killed, engine restarted)
     # UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, FAILED_PRECONDITION
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -94,6 +95,13 @@ class EngineUnavailable(CodeBeakerError):
     """The container engine cannot be reached; the program never started."""
 
     reason = Reason.ENGINE_UNAVAILABLE
+
+
+class HostLost(CodeBeakerError):
+    """The host ended mid-run without reporting, and not by an OOM kill: killed from
+    outside, or the engine went away. The program's outcome is unknown; retry."""
+
+    reason = Reason.HOST_LOST
 
 
 class SandboxFailure(CodeBeakerError):

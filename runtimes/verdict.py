@@ -3,6 +3,9 @@
 The order matters: a limit the supervisor enforced (output, then time) explains
 the kill that followed it; an OOM kill counted by the cgroup explains a SIGKILL
 nobody else sent; only then do the program's own signal and exit code speak.
+Under gVisor no cgroup counts OOM kills: its kernel refuses allocations past the
+limit, so a run that failed with its peak at the limit hit the memory limit
+(before the time limits: a program short of memory may thrash until one).
 When the sandbox dies without a report (gVisor's sandbox is OOM-killed whole
 by the host cgroup), the engine's record of that OOM kill is the verdict.
 """
@@ -15,6 +18,9 @@ from codebeaker.runtimes.model import LimitKind, Limits, Outcome, Verdict
 from codebeaker.runtimes.supervisor.protocol import ExitReport
 
 KILLED = 128 + signals.SIGKILL
+# Without an OOM kill counter, a failed run whose peak memory came this close to
+# its limit hit the limit (gVisor's own accounting refuses the rest).
+MEMORY_REACHED = 0.9
 
 
 def signal_name(number: int) -> str:
@@ -45,9 +51,11 @@ _LIMIT_VERDICTS = {
 }
 
 
-def _limit_hit(report: ExitReport) -> LimitKind | None:
+def _limit_hit(report: ExitReport, limits: Limits) -> LimitKind | None:
     if report.stdout_truncated or report.stderr_truncated:
         return LimitKind.OUTPUT
+    if _memory_reached(report, limits):
+        return LimitKind.MEMORY
     if report.cpu_limit:
         return LimitKind.CPU_TIME
     if report.wall_limit:
@@ -57,9 +65,18 @@ def _limit_hit(report: ExitReport) -> LimitKind | None:
     return None
 
 
+def _memory_reached(report: ExitReport, limits: Limits) -> bool:
+    """Where no cgroup counts OOM kills (gVisor refuses allocations past the limit
+    instead: the program gets ENOMEM, or thrashes until a time limit), a run that
+    failed with its peak memory at the limit is taken to have hit it."""
+    failed = report.exit_code != 0 or report.cpu_limit or report.wall_limit
+    reached = report.peak_memory >= limits.memory_bytes * MEMORY_REACHED
+    return not report.oom_counted and failed and reached
+
+
 def outcome_from_report(report: ExitReport, limits: Limits) -> Outcome:
     """The verdict for a run whose supervisor reported its exit."""
-    limit = _limit_hit(report)
+    limit = _limit_hit(report, limits)
     if limit is not None:
         verdict = _LIMIT_VERDICTS[limit]
         message = _limit_message(limit, limits)

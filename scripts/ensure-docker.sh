@@ -38,19 +38,58 @@ ensure_mmdebstrap() {
 DAEMON_JSON=/etc/docker/daemon.json
 runsc_registered() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
 
+# gVisor's release: trixie's runsc (2024-07-29). Bookworm's (2022-12-19)
+# answers statx with EINVAL, so the nested mounts of a sandbox host fail under
+# it. The binary is static with no package dependencies; trixie is added as an
+# apt source pinned low (100), so nothing else is taken from it.
+RUNSC_RELEASE=20240729
+TRIXIE_SOURCES=/etc/apt/sources.list.d/codebeaker-trixie.sources
+TRIXIE_PIN=/etc/apt/preferences.d/codebeaker-trixie
+runsc_current() {
+    command -v runsc >/dev/null && runsc --version 2>/dev/null | head -1 | grep -q "$RUNSC_RELEASE"
+}
+install_trixie_runsc() {
+    [ "$(id -u)" -eq 0 ] || die "installing gVisor's runsc ($RUNSC_RELEASE) needs root: sudo $0"
+    if ! grep -qs trixie /etc/os-release; then
+        say "adding Debian trixie as an apt source pinned at 100 (for runsc only)"
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            >"$TRIXIE_SOURCES"
+        printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >"$TRIXIE_PIN"
+        apt_updated=no
+    fi
+    [ "$apt_updated" = yes ] || { apt-get update -qq; apt_updated=yes; }
+    say "installing runsc from trixie"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -t trixie runsc >/dev/null
+    runsc_current || die "runsc --version does not report release $RUNSC_RELEASE"
+}
+
 # gVisor as a second OCI runtime: Debian's runsc, registered with the engine
 # with its own network stack off (--network=none; the ptrace platform, as the
-# KVM one hangs here). A running engine re-reads its runtimes on SIGHUP.
+# KVM one hangs here) and without direct file access from the Sentry
+# (--directfs=false: with it, the 2024 release runs the Sentry as host root in
+# its own user namespace; without, as nobody with no capability, file access
+# going through the gofer). A running engine re-reads its runtimes on SIGHUP.
+RUNSC_ARGS='["--network=none", "--directfs=false"]'
+runsc_configured() {
+    python3 - "$DAEMON_JSON" "$(command -v runsc)" "$RUNSC_ARGS" <<'PY'
+import json, os, sys
+path, runsc, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+wanted = {"path": runsc, "runtimeArgs": args}
+sys.exit(0 if config.get("runtimes", {}).get("runsc") == wanted else 1)
+PY
+}
 ensure_runsc() {
-    command -v runsc >/dev/null || apt_install runsc
-    runsc_registered && return 0
+    runsc_current || install_trixie_runsc
+    runsc_registered && runsc_configured && return 0
     say "registering runsc with the Docker engine ($DAEMON_JSON)"
     mkdir -p "$(dirname "$DAEMON_JSON")"
-    python3 - "$DAEMON_JSON" "$(command -v runsc)" <<'PY'
+    python3 - "$DAEMON_JSON" "$(command -v runsc)" "$RUNSC_ARGS" <<'PY'
 import json, os, sys
-path, runsc = sys.argv[1], sys.argv[2]
+path, runsc, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
-config.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+config.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": args}
 with open(path, "w") as out:
     json.dump(config, out, indent=2)
 PY

@@ -77,7 +77,12 @@ def build_sandbox(config: ServerConfig, catalog: Catalog) -> Sandbox:
     """The server's sandbox: pools and supervision over the configured backend."""
     backend = DockerBackend(catalog, config.backend.settings(catalog))
     return SupervisedSandbox(
-        catalog, backend, config.pools.settings(catalog), config.limits.limit_policy().default
+        catalog,
+        backend,
+        config.pools.settings(catalog),
+        config.limits.limit_policy().default,
+        isolation=config.pools.isolation,
+        hosts=config.pools.host_settings(),
     )
 
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.hosts import HostSettings
 from codebeaker.runtimes.limits import LimitPolicy
 from codebeaker.runtimes.model import Limits
 from codebeaker.runtimes.pool import PoolSettings
+from codebeaker.runtimes.supervised import ISOLATIONS
 from codebeaker.server import transport
 from codebeaker.server.backend import BackendConfig
 from codebeaker.server.languages import CatalogConfig
@@ -120,15 +122,44 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    pool_size: int = setting(2, "started containers kept waiting per language; 0 disables the pool")
+    isolation: str = setting(
+        "host",
+        "host: many runs per long-lived host, each in fresh nested namespaces; "
+        "container: one container per run",
+    )
+    pool_size: int = setting(
+        2, "container isolation: started containers kept waiting per language; 0: none"
+    )
     pool_parallel: int = setting(4, "container launches one language's pool runs at once")
-    pool_languages: str = setting("", "languages that get a pool, e.g. python,c; empty: all")
+    pool_languages: str = setting(
+        "", "languages that get a pool (or a minimum of hosts), e.g. python,c; empty: all"
+    )
+    hosts_min: int = setting(1, "host isolation: hosts kept per language, with or without demand")
+    hosts_max: int = setting(8, "host isolation: most hosts of one language and limits at once")
+    hosts_budget: int = setting(16, "host isolation: most hosts of all languages together")
+    host_max_runs: int = setting(1000, "host isolation: runs after which a host is replaced")
+    host_max_age: float = setting(900.0, "host isolation: seconds after which a host is replaced")
+    host_idle: float = setting(
+        60.0, "host isolation: seconds of past demand a language's host count follows"
+    )
 
     def settings(self, catalog: Catalog) -> PoolSettings:
         """Pool languages resolved to the catalog's ids (ValueError naming the setting)."""
         names = [name.strip() for name in self.pool_languages.split(",") if name.strip()]
         languages = frozenset(language_ids(catalog, names, "pool_languages"))
         return PoolSettings(self.pool_size, languages, self.pool_parallel)
+
+    def host_settings(self) -> HostSettings:
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}")
+        return HostSettings(
+            minimum=self.hosts_min,
+            maximum=self.hosts_max,
+            budget=self.hosts_budget,
+            max_runs=self.host_max_runs,
+            max_age=self.host_max_age,
+            idle_timeout=self.host_idle,
+        )
 
 
 @dataclass(frozen=True)
@@ -222,6 +253,7 @@ def check(config: ServerConfig, catalog: Catalog) -> None:
         raise ValueError("shutdown_delay must not be negative")
     transport.check(config)  # TLS files readable and paired; keepalive and ages sane
     config.pools.settings(catalog)  # the languages it names exist; sizes are sane
+    config.pools.host_settings()
     config.backend.settings(catalog)
     config.access.check()  # the tenants file reads, and every tenant in it is valid
 

@@ -39,6 +39,7 @@ from codebeaker.runtimes.errors import (
     CodeBeakerError,
     EngineUnavailable,
     FailedPrecondition,
+    HostLost,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -62,6 +63,7 @@ _CODES: Sequence[tuple[type[CodeBeakerError], grpc.StatusCode]] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (CapacityExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),  # QuotaExceeded too
     (EngineUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (HostLost, grpc.StatusCode.UNAVAILABLE),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),

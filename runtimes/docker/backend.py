@@ -29,6 +29,7 @@ from codebeaker.runtimes.telemetry import annotate, phase
 
 log = logging.getLogger(__name__)
 POOLED = "pooled"  # execution label of a container launched before its program is known
+REUSABLE = "host"  # execution label of a host that serves one run after another
 
 
 class DockerBackend:
@@ -89,9 +90,12 @@ class DockerBackend:
     def _image(self, spec: LanguageSpec) -> str:
         return image_for(spec, self._settings.images)
 
-    async def launch(self, spec: LanguageSpec, limits: Limits, execution_id: str) -> DockerHost:
+    async def launch(
+        self, spec: LanguageSpec, limits: Limits, execution_id: str, *, reusable: bool = False
+    ) -> DockerHost:
         annotate(runtime=self._settings.runtime_for(spec.id))
-        config = container_config(spec, limits, self._settings, execution_id or POOLED)
+        label = execution_id or (REUSABLE if reusable else POOLED)
+        config = container_config(spec, limits, self._settings, label, reusable=reusable)
         container_id = await self._engine.create(config)
         attach: AttachStream | None = None
         try:

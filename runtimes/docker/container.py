@@ -11,6 +11,7 @@ passed in: the container's environment is written out here in full.
 from __future__ import annotations
 
 from codebeaker.runtimes.catalog import LanguageSpec
+from codebeaker.runtimes.docker.host_seccomp import host_profile
 from codebeaker.runtimes.docker.labels import (
     EXECUTION_LABEL,
     LANGUAGE_LABEL,
@@ -23,8 +24,10 @@ from codebeaker.runtimes.model import Limits
 
 SUPERVISOR = "/usr/local/bin/cb-supervisor"
 SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
-# The supervisor is one task on top of what the program is allowed.
+# The supervisor is one task on top of what the program is allowed; in a reusable
+# host, three: the host's supervisor, the run's namespace helper and the run's own.
 SUPERVISOR_PIDS = 1
+HOST_SUPERVISOR_PIDS = 3
 # Host threads gVisor may need: its ptrace platform backs each sandbox process
 # with host stub processes and threads, and the sentry and gofer have their own.
 # Under a fork bomb the stubs keep growing (~150 a second here, even though the
@@ -35,14 +38,20 @@ GVISOR_SENTRY_THREADS = 512
 
 
 def container_config(
-    spec: LanguageSpec, limits: Limits, settings: DockerSettings, execution_id: str
+    spec: LanguageSpec,
+    limits: Limits,
+    settings: DockerSettings,
+    execution_id: str,
+    *,
+    reusable: bool = False,
 ) -> dict[str, object]:
-    """The body of POST /containers/create for one sandbox."""
+    """The body of POST /containers/create for one sandbox, or, `reusable`, for a
+    host that runs one program after another, each in fresh namespaces."""
     # Docker copies the image's directory attributes onto a tmpfs, so the
     # workspace is handed to the sandbox user by uid/gid rather than by mode.
     tmpfs_flags = "rw,nosuid,nodev"
     runtime = settings.runtime_for(spec.id)
-    pids_limit, ulimits = _process_limits(runtime, limits.max_processes)
+    pids_limit, ulimits = _process_limits(runtime, limits.max_processes, reusable)
     host_config: dict[str, object] = {
         "NetworkMode": "none",
         "ReadonlyRootfs": True,
@@ -71,9 +80,19 @@ def container_config(
         "AutoRemove": False,
         "LogConfig": {"Type": "none", "Config": {}},
     }
+    command = [SUPERVISOR]
+    if reusable:
+        command += [
+            "--host",
+            str(settings.workspace_bytes),
+            str(settings.tmp_bytes),
+            str(settings.shm_bytes),
+        ]
+        if runtime != GVISOR:
+            host_config.update(_host_mode_options())
     return {
         "Image": image_for(spec, settings.images),
-        "Cmd": [SUPERVISOR],
+        "Cmd": command,
         "User": _supervisor_user(runtime),
         "WorkingDir": WORKDIR,
         "Env": [f"{key}={value}" for key, value in BASE_ENV.items()],
@@ -111,7 +130,22 @@ def _supervisor_caps(runtime: str) -> list[str]:
     return ["SETPCAP", "SETUID", "SETGID"] if runtime == GVISOR else []
 
 
-def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, object]]]:
+def _host_mode_options() -> dict[str, object]:
+    """What a reusable host needs under runc beyond the one-shot hardening: our own
+    seccomp profile (Docker's refuses unshare and mount), and /proc without
+    Docker's masks (the kernel refuses a new /proc where any of its paths is
+    covered); each run's supervisor masks the same paths again in the run's own
+    /proc. SECURITY.md § Reusable hosts says why this gives the program nothing."""
+    return {
+        "SecurityOpt": ["no-new-privileges", f"seccomp={host_profile()}"],
+        "MaskedPaths": [],
+        "ReadonlyPaths": [],
+    }
+
+
+def _process_limits(
+    runtime: str, processes: int, reusable: bool = False
+) -> tuple[int, list[dict[str, object]]]:
     """Where the process cap goes: (host pids-cgroup limit, extra ulimits).
 
     Under runc the sandbox's processes are host processes, so the pids cgroup
@@ -128,4 +162,4 @@ def _process_limits(runtime: str, processes: int) -> tuple[int, list[dict[str, o
         # counted, hence one less.
         host_pids = processes * GVISOR_HOST_PIDS_PER_PROCESS + GVISOR_SENTRY_THREADS
         return host_pids, [_ulimit("nproc", max(processes - 1, 1))]
-    return processes + SUPERVISOR_PIDS, []
+    return processes + (HOST_SUPERVISOR_PIDS if reusable else SUPERVISOR_PIDS), []

@@ -50,6 +50,7 @@ class FrameType(enum.Enum):
     EXIT = ord("X")
     END = ord("E")
     FATAL = ord("F")
+    READY = ord("R")  # host mode: the next request's sandbox is set up
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class ExitReport:
     cpu_us: int
     peak_memory: int
     oom_kills: int
+    oom_counted: bool
     wall_limit: bool
     cpu_limit: bool
     stdout_truncated: bool
@@ -232,6 +234,7 @@ _REPORT_KEYS = {
     "cpu_us",
     "peak_memory",
     "oom_kills",
+    "oom_counted",
     "wall_limit",
     "cpu_limit",
     "stdout_truncated",
@@ -260,6 +263,7 @@ def parse_exit_report(payload: bytes) -> ExitReport:
         cpu_us=values["cpu_us"],
         peak_memory=values["peak_memory"],
         oom_kills=values["oom_kills"],
+        oom_counted=bool(values["oom_counted"]),
         wall_limit=bool(values["wall_limit"]),
         cpu_limit=bool(values["cpu_limit"]),
         stdout_truncated=bool(values["stdout_truncated"]),

@@ -11,7 +11,7 @@
  * frames ever goes to fd 1; diagnostics go to fd 2.
  *
  * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor \
- *            supervisor.c workspace.c seccomp.c
+ *            supervisor.c workspace.c seccomp.c host.c
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host.h"
 #include "seccomp.h"
 #include "workspace.h"
 
@@ -330,16 +331,17 @@ static uint64_t cpu_usage_us(void)
 }
 
 /*
- * CPU time used since a stage started (cpu0 at t0). gVisor's /proc counts a
- * task that waits for the host CPU as running, so with more runnable tasks
- * than the quota allows the sum runs ahead of the truth; no sandbox can use
- * more than its quota times the wall time, so that bounds the reading.
+ * CPU time used since a stage started (cpu0 at t0). gVisor's /proc, and the
+ * cgroup files its own kernel offers, count a task that waits for the host
+ * CPU as running, so with more runnable tasks than the quota allows the sum
+ * runs ahead of the truth; no sandbox can use more than its quota times the
+ * wall time, so that bounds every reading.
  */
 static uint64_t stage_cpu_us(uint64_t cpu0, uint64_t t0)
 {
     uint64_t used = cpu_usage_us();
     used = used > cpu0 ? used - cpu0 : 0;
-    if (cpu_from_proc && cpu_quota_milli) {
+    if (cpu_quota_milli) {
         uint64_t most = (now_us() - t0) * cpu_quota_milli / 1000;
         if (used > most) used = most;
     }
@@ -356,12 +358,15 @@ static uint64_t cgroup_peak(void)
     return 0;
 }
 
+static int oom_counted; /* the cgroup counts OOM kills for us (not so under gVisor) */
+
 static uint64_t oom_kills(void)
 {
     char b[4096];
     int64_t v = -1;
     if (slurp(CG "memory.events", b, sizeof b) == 0) v = field(b, "oom_kill");
     if (v < 0 && slurp(CG "memory/memory.oom_control", b, sizeof b) == 0) v = field(b, "oom_kill");
+    oom_counted = v >= 0;
     return v < 0 ? 0 : (uint64_t)v;
 }
 
@@ -646,22 +651,17 @@ static void send_report(const struct report *rep)
     char text[512];
     int len = snprintf(text, sizeof text,
                        "exit_code=%d\nsignal=%d\nwall_us=%" PRIu64 "\ncpu_us=%" PRIu64
-                       "\npeak_memory=%" PRIu64 "\noom_kills=%" PRIu64
+                       "\npeak_memory=%" PRIu64 "\noom_kills=%" PRIu64 "\noom_counted=%d"
                        "\nwall_limit=%d\ncpu_limit=%d\nstdout_truncated=%d\nstderr_truncated=%d\n",
-                       code, sig, rep->wall_us, rep->cpu_us, rep->peak, rep->ooms, rep->wall_hit,
-                       rep->cpu_hit, rep->out_cut, rep->err_cut);
+                       code, sig, rep->wall_us, rep->cpu_us, rep->peak, rep->ooms, oom_counted,
+                       rep->wall_hit, rep->cpu_hit, rep->out_cut, rep->err_cut);
     send_frame('X', text, (size_t)len);
 }
 
-int main(void)
+/* SIGCHLD wakes the poll loop through a self-pipe of this process's own. */
+static void watch_children(void)
 {
-    umask(022);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the program may not read /proc/1/fd or ptrace us */
-    take_own_uid();
-    is_init = getpid() == 1;
-    for (int fd = 0; fd < 3; fd++) /* so that no pipe can land on 0..2 */
-        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
-    signal(SIGPIPE, SIG_IGN);
+    if (sig_pipe[0] >= 0) close(sig_pipe[0]), close(sig_pipe[1]);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fail("pipe: %s", strerror(errno));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -669,6 +669,13 @@ int main(void)
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, NULL);
+}
+
+int serve_request(int as_init, int separate_uid)
+{
+    is_init = as_init;
+    own_uid = separate_uid;
+    watch_children();
 
     /* The request: magic, files, stages; the stages' stdin follows, read as they run. */
     char magic[4];
@@ -708,4 +715,16 @@ int main(void)
     }
     send_frame('E', NULL, 0);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    umask(022);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the program may not read /proc/1/fd or ptrace us */
+    for (int fd = 0; fd < 3; fd++) /* so that no pipe can land on 0..2 */
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "--host") == 0) return host_main(argc, argv);
+    take_own_uid();
+    return serve_request(getpid() == 1, own_uid);
 }

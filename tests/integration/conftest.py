@@ -86,15 +86,16 @@ POOL_SIZE = 2
 
 
 SERVER_KINDS = {
-    "runc-warm": ("--runtime", "runc", "--pool-size", str(POOL_SIZE)),
-    "runc-cold": ("--runtime", "runc", "--pool-size", "0"),
-    "runsc-warm": ("--runtime", "runsc", "--pool-size", str(POOL_SIZE)),
+    "runc-host": ("--runtime", "runc", "--isolation", "host"),
+    "runsc-host": ("--runtime", "runsc", "--isolation", "host"),
+    "runc-cold": ("--runtime", "runc", "--isolation", "container", "--pool-size", "0"),
 }
 
 
 @pytest.fixture(scope="session", params=list(SERVER_KINDS))
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Every integration test runs on the warm pool, the cold path, and gVisor."""
+    """Every integration test runs in reusable hosts under runc and gVisor, and in
+    one container per run (the cold path; the warm pool has its own tests)."""
     running = start_server(*SERVER_KINDS[request.param])
     yield running
     stop_server(running)
@@ -105,6 +106,13 @@ def runtime(request: pytest.FixtureRequest) -> str:
     """The OCI runtime of the `server` this test runs against: runc or runsc."""
     kind: str = request.node.callspec.params["server"]
     return kind.split("-")[0]
+
+
+@pytest.fixture
+def isolation(request: pytest.FixtureRequest) -> str:
+    """How the `server` this test runs against isolates runs: host or container."""
+    kind: str = request.node.callspec.params["server"]
+    return "host" if kind.endswith("-host") else "container"
 
 
 @pytest.fixture(scope="session")

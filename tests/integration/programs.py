@@ -13,8 +13,9 @@ PROGRAMS: dict[str, dict[str, str]] = {
         "flood": "import sys\nwhile True:\n    sys.stdout.write('y' * 4096)\n",
         "network": (
             "import os, socket, sys\n"
-            "print(sorted(os.listdir('/sys/class/net')))\n"
-            "print(len(open('/proc/net/route').read().splitlines()) - 1)\n"
+            "lines = open('/proc/net/dev').read().splitlines()[2:]  # this netns's own\n"
+            "print(sorted(line.split(':')[0].strip() for line in lines))\n"
+            "print(len(open('/proc/net/route').read().splitlines()[1:]))  # past the header\n"
             "s = socket.socket()\n"
             "s.settimeout(2)\n"
             "try:\n"
@@ -90,7 +91,8 @@ PROGRAMS: dict[str, dict[str, str]] = {
         ),
         "network": (
             "const fs = require('fs'); const net = require('net');\n"
-            "console.log(JSON.stringify(fs.readdirSync('/sys/class/net').sort())"
+            "const devs = fs.readFileSync('/proc/net/dev', 'utf8').trim().split('\\n').slice(2);\n"
+            "console.log(JSON.stringify(devs.map((l) => l.split(':')[0].trim()).sort())"
             ".replace(/\"/g, \"'\").replace(/,/g, ', '));\n"
             "const routes = fs.readFileSync('/proc/net/route', 'utf8').trim().split('\\n');\n"
             "console.log(routes.length - 1);\n"

@@ -1,4 +1,5 @@
-"""The warm pool on real Docker: single use, refill, fallback, limits, drain."""
+"""The warm pool of `--isolation container` on real Docker: single use, refill, fallback,
+limits, drain."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def wait_for_pooled(server: Server, count: int, within: float = 60.0) -> list[st
 
 @pytest.fixture(scope="module")
 def pooled_server() -> Iterator[Server]:
-    server = start_server("--pool-size", str(POOL))
+    server = start_server("--isolation", "container", "--pool-size", str(POOL))
     yield server
     stop_server(server)
 
@@ -105,7 +106,7 @@ def test_requests_with_other_container_limits_get_their_own(pooled_server: Serve
 
 
 def test_shutdown_drains_the_pool() -> None:
-    server = start_server("--pool-size", str(POOL))
+    server = start_server("--isolation", "container", "--pool-size", str(POOL))
     assert len(wait_for_pooled(server, POOL * LANGUAGES)) == POOL * LANGUAGES
     assert stop_server(server) == 0
     assert our_containers(server.instance) == []

@@ -1,17 +1,22 @@
-"""One real server per OCI runtime, and the host invariants every hostile case ends with.
+"""One real server per OCI runtime and isolation, and the host invariants every
+hostile case ends with.
 
-Each case runs through the `sandbox` fixture. When the case is over, whatever
-its verdict, `assert_host_clean` checks from outside the sandbox that:
+Each case runs through the `sandbox` fixture, on reusable hosts (`--isolation
+host`, each run in fresh nested namespaces) under runc and runsc, and on one
+container per run (`--isolation container`) under runc. When the case is over,
+whatever its verdict, `assert_host_clean` checks from outside the sandbox that:
 
-- every container the server created during the case is gone (the server runs
-  with --pool-size 0, so they are all the case's; and when the session ends no
-  container of the server's instance may remain), and how long that took
-  after the verdict (the teardown time, reported at the end);
+- every single-use container the server created during the case is gone (the
+  container server runs with --pool-size 0, so they are all the case's; and
+  when the session ends no container of the server's instance may remain),
+  and how long that took after the verdict (the teardown time, reported at the
+  end); a host retired after the case is gone too;
 - no host process is left in those containers' cgroups or names them on its
   command line (under runc the program's own processes, uid 65534, which
   cannot leave their cgroup; under runsc the gVisor sandbox, gofer and shim).
   Processes are matched by container rather than by uid because other
-  sandboxes on this shared machine run as uid 65534 too;
+  sandboxes on this shared machine run as uid 65534 too; in a host still in
+  service under runc, only its supervisors are left (no process of the run);
 - the service still answers grpc.health.v1 with SERVING;
 - the next benign run is normal (right output, OK), and its container goes too.
 
@@ -47,6 +52,13 @@ from tests.security.programs import PROGRAMS
 
 pytestmark = pytest.mark.docker
 RUNTIMES = ["runc", "runsc"]
+SERVERS = {
+    "runc-host": ("runc", "host"),
+    "runsc-host": ("runsc", "host"),
+    "runc-container": ("runc", "container"),
+}
+HOST_LABEL = "label=io.codebeaker.execution=host"
+HOST_SUPERVISOR = "/usr/local/bin/cb-supervisor --host"
 LANGUAGES = ["python", "javascript"]
 OWNER_LABEL = "io.codebeaker.owner"
 RPC_TIMEOUT = 120.0
@@ -110,22 +122,27 @@ class CreatedContainers:
 @dataclass
 class HostileServer:
     runtime: str
+    isolation: str
     server: Server
     channel: grpc.Channel
     stub: pb_grpc.ExecutionServiceStub
     created: CreatedContainers
 
 
-@pytest.fixture(scope="session", params=RUNTIMES)
+@pytest.fixture(scope="session", params=list(SERVERS))
 def hostile_server(request: pytest.FixtureRequest) -> Iterator[HostileServer]:
-    """A `codebeaker serve` with no warm pool, so every container belongs to one case."""
-    runtime = str(request.param)
-    instance = f"security-{runtime}-{os.getpid()}-{time.monotonic_ns()}"
+    """A `codebeaker serve` on reusable hosts, or with one container per run and no
+    warm pool (so that every container belongs to one case)."""
+    runtime, isolation = SERVERS[str(request.param)]
+    instance = f"security-{runtime}-{isolation}-{os.getpid()}-{time.monotonic_ns()}"
     created = CreatedContainers(instance)
-    server = start_server("--runtime", runtime, "--pool-size", "0", instance=instance)
+    options = ["--runtime", runtime, "--isolation", isolation, "--pool-size", "0"]
+    if isolation == "host":
+        options += ["--pool-languages", ",".join(LANGUAGES)]
+    server = start_server(*options, instance=instance)
     channel = grpc.insecure_channel(server.address)
     stub = pb_grpc.ExecutionServiceStub(channel)
-    yield HostileServer(runtime, server, channel, stub, created)
+    yield HostileServer(runtime, isolation, server, channel, stub, created)
     channel.close()
     created.close()
     assert stop_server(server) == 0
@@ -135,6 +152,11 @@ def hostile_server(request: pytest.FixtureRequest) -> Iterator[HostileServer]:
 @pytest.fixture
 def runtime(hostile_server: HostileServer) -> str:
     return hostile_server.runtime
+
+
+@pytest.fixture
+def isolation(hostile_server: HostileServer) -> str:
+    return hostile_server.isolation
 
 
 def known_weakness(
@@ -170,8 +192,9 @@ def limits(
     )
 
 
-def host_processes_of(container_ids: Sequence[str]) -> list[str]:
-    """Host processes in one of these containers' cgroups or naming one of them."""
+def host_processes_of(container_ids: Sequence[str], inside_only: bool = False) -> list[str]:
+    """Host processes in one of these containers' cgroups or (unless `inside_only`)
+    naming one of them on their command line (the shim, gVisor's sandbox)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -181,7 +204,7 @@ def host_processes_of(container_ids: Sequence[str]) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # it exited while we looked
             continue
-        if any(cid in cgroup or cid in cmdline for cid in container_ids):
+        if any(cid in cgroup or (cid in cmdline and not inside_only) for cid in container_ids):
             found.append(f"pid {entry.name}: {cmdline[:160]}")
     return found
 
@@ -287,18 +310,23 @@ class Sandbox:
         return self.hostile.created.between(self.started_ns, time.time_ns())
 
     def assert_host_clean(self) -> None:
-        if self.ran:  # its create event may still be on its way to us
+        reusing = self.hostile.isolation == "host"  # a run need not create a container
+        if self.ran and not reusing:  # its create event may still be on its way to us
             poll(lambda: [] if self.created() else ["none yet"], 10.0)
         created = self.created()
-        if self.ran:
+        if self.ran and not reusing:
             assert created, "the engine reported no container for a program that ran"
-        left = poll(lambda: self._existing(created), TEARDOWN_BUDGET)
+        left = poll(lambda: self._existing(created, but_hosts=reusing), TEARDOWN_BUDGET)
         if self.verdict_at is not None:
             gone_after = time.monotonic() - self.verdict_at
             TEARDOWNS.append((gone_after, self.case, self.hostile.runtime))
         assert not left, f"containers outlived their execution: {self._diagnose(left)}"
-        alive = poll(lambda: host_processes_of(created), 15.0)
+        gone = [cid for cid in created if cid not in self._existing(created)]
+        alive = poll(lambda: host_processes_of(gone), 15.0)
         assert not alive, f"host processes of the sandbox survived: {alive}"
+        if reusing and self.hostile.runtime == "runc":
+            runs = poll(self._run_processes_in_hosts, 15.0)
+            assert not runs, f"a run's processes outlived it in a host: {runs}"
         health = health_pb2_grpc.HealthStub(self.hostile.channel)
         reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -309,12 +337,24 @@ class Sandbox:
         after = self.stub.Execute(pb.ExecuteRequest(spec=hello), timeout=RPC_TIMEOUT).result
         assert after.status == pb.EXECUTION_STATUS_OK, after
         assert (after.stdout, after.stderr) == (b"hello, world\n", b"")
-        poll(lambda: [] if self.created() else ["none yet"], 10.0)
-        left = poll(lambda: self._existing(self.created()), TEARDOWN_BUDGET)
+        if not reusing:
+            poll(lambda: [] if self.created() else ["none yet"], 10.0)
+        left = poll(lambda: self._existing(self.created(), but_hosts=reusing), TEARDOWN_BUDGET)
         assert not left, f"the benign run's container outlived it: {self._diagnose(left)}"
 
-    def _existing(self, containers: Sequence[str]) -> list[str]:
-        return [cid for cid in our_containers(self.server.instance) if cid in containers]
+    def _existing(self, containers: Sequence[str], but_hosts: bool = False) -> list[str]:
+        """Which of `containers` still exist (leaving out hosts in service, if asked)."""
+        hosts = set(our_containers(self.server.instance, HOST_LABEL, "status=running"))
+        return [
+            cid
+            for cid in our_containers(self.server.instance)
+            if cid in containers and not (but_hosts and cid in hosts)
+        ]
+
+    def _run_processes_in_hosts(self) -> list[str]:
+        """Host processes in a host in service that are not its supervisors (runc)."""
+        hosts = our_containers(self.server.instance, HOST_LABEL, "status=running")
+        return [p for p in host_processes_of(hosts, inside_only=True) if HOST_SUPERVISOR not in p]
 
     def _diagnose(self, containers: Sequence[str]) -> str:
         """The engine's view of leftover containers and what the server logged of them."""

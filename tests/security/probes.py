@@ -399,8 +399,10 @@ PROBES: dict[str, dict[str, str]] = {
             "for port in tcp_ports:\n"
             "    report[f'tcp 127.0.0.1:{port}'] = attempt(connect, 2, ('127.0.0.1', int(port)))\n"
             "    report[f'tcp [::1]:{port}'] = attempt(connect, 10, ('::1', int(port)))\n"
-            "with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
-            "    s.sendto(b'hello from the sandbox', ('127.0.0.1', udp_port))\n"
+            "def send(address):\n"
+            "    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+            "        s.sendto(b'hello from the sandbox', address)\n"
+            "attempt(send, ('127.0.0.1', udp_port))  # sent, or refused (no network at all)\n"
             "report['abstract'] = attempt(connect, 1, '\\0' + abstract)\n"
             "report['abstract_listed'] = abstract in open('/proc/net/unix').read()\n"
         ),

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from codebeaker.runtimes.backend import HostEnd
-from codebeaker.runtimes.errors import SandboxFailure
+from codebeaker.runtimes.errors import HostLost, SandboxFailure
 from codebeaker.runtimes.model import Event, Finished, Job, LimitKind, Output, Started, Verdict
-from codebeaker.runtimes.supervisor.conversation import converse
+from codebeaker.runtimes.supervisor.conversation import FrameReader, await_ready, converse
 from codebeaker.runtimes.supervisor.protocol import FrameType, encode_request, plan_stages
 from tests.unit.jobs import LIMITS, job_for
 
@@ -36,6 +36,7 @@ def report(exit_code: int = 0) -> bytes:
         0,
     )
     values |= {"exit_code": exit_code, "wall_us": 2000, "cpu_us": 1000, "peak_memory": 4096}
+    values["oom_counted"] = 1
     return frame(FrameType.EXIT, "".join(f"{k}={v}\n" for k, v in values.items()).encode())
 
 
@@ -81,7 +82,10 @@ class ScriptedHost:
 async def events_of(host: ScriptedHost, job: Job, wall_grace: float = 1.0) -> list[Event]:
     plans = plan_stages(job, {})
     _, after_pause = encode_request(job.files, plans)
-    conversation: AsyncGenerator[Event, None] = converse(host, job, plans, after_pause, wall_grace)
+    frames = FrameReader(host)
+    conversation: AsyncGenerator[Event, None] = converse(
+        frames, job, plans, after_pause, wall_grace
+    )
     return [event async for event in conversation]
 
 
@@ -117,10 +121,39 @@ async def test_a_host_that_ends_unreported_after_an_oom_kill_is_a_memory_verdict
     assert host.log[-1] == "ended"
 
 
-async def test_a_host_that_ends_unreported_otherwise_is_our_failure() -> None:
+async def test_a_host_that_ends_unreported_otherwise_is_lost_and_worth_a_retry() -> None:
     host = ScriptedHost([frame(FrameType.STARTED)], end=HostEnd(1, oom_killed=False))
-    with pytest.raises(SandboxFailure, match="without reporting an exit"):
+    with pytest.raises(HostLost, match="without reporting an exit"):
         await events_of(host, job_for("python"))
+
+
+async def test_a_reused_host_keeps_the_frames_that_came_after_a_requests_end() -> None:
+    first = frame(FrameType.STARTED) + report() + frame(FrameType.END) + frame(FrameType.READY)
+    host = ScriptedHost([frame(FrameType.READY), first])
+    frames = FrameReader(host)
+    await await_ready(frames, 1.0)
+    job = job_for("python")
+    plans = plan_stages(job, {})
+    events = [e async for e in converse(frames, job, plans, b"", 1.0)]
+    assert isinstance(events[-1], Finished) and frames.request_done
+    await await_ready(frames, 1.0)  # the READY that arrived with the END
+    assert not frames.request_done
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ([frame(FrameType.FATAL, b"cannot create the run's namespaces")], "namespaces"),
+        ([frame(FrameType.STDOUT, b"x")], "sent STDOUT where READY was due"),
+        ([], "ended before it was ready"),
+        ([FOREVER], "did not get ready"),
+    ],
+)
+async def test_a_host_that_does_not_say_ready_is_a_failure_saying_what_came(
+    script: list[object], message: str
+) -> None:
+    with pytest.raises(SandboxFailure, match=message):
+        await await_ready(FrameReader(ScriptedHost(script)), 0.05)
 
 
 async def test_a_fatal_frame_is_our_failure_with_the_supervisors_reason() -> None:

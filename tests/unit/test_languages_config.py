@@ -42,7 +42,9 @@ def test_languages_serves_only_those_named_by_id_or_alias() -> None:
 
 
 def test_the_subset_reaches_the_pools_and_the_backend() -> None:
-    config = parse_config(["--languages", "js,bash", "--pool-size", "1"], {})
+    config = parse_config(
+        ["--languages", "js,bash", "--isolation", "container", "--pool-size", "1"], {}
+    )
     sandbox = build_sandbox(config, config.catalog.catalog())
     assert set(sandbox.pools) == {"bash", "javascript"}  # type: ignore[attr-defined]
 

@@ -47,6 +47,7 @@ def report(exit_code: int = 0, **flags: int) -> Frame:
         "cpu_us": 500,
         "peak_memory": 4096,
         "oom_kills": 0,
+        "oom_counted": 1,
         "wall_limit": 0,
         "cpu_limit": 0,
         "stdout_truncated": 0,
