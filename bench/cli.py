@@ -18,9 +18,10 @@ from bench import plan as plan_module
 from bench import report
 from bench.bare import host_interpreter
 from bench.cleanup import NoiseMonitor, others_running, sweep
+from bench.context import Context, say
 from bench.machine import machine_info
 from bench.output import RunOutcome, document
-from bench.phases import Context, run_all, say
+from bench.phases import run_all
 from bench.programs import PROGRAMS
 from bench.results import Results
 from bench.runtime_specs import served_programs

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 from bench.cleanup import NoiseMonitor
-from bench.phases import Context
+from bench.context import Context
 from bench.plan import Plan
 from bench.report import Target, comparisons
 from bench.results import Results

@@ -14,12 +14,17 @@ WARM_P95_X_BARE = 4.0
 FASTER_THAN_PEER = 5.0
 THROUGHPUT_OF_CHURN = 0.90
 FIRST_OUTPUT_MS = 5.0
+# Reusable hosts (the throughput issue's numbers).
+HOST_B2B_X_PACED = 1.3
+HOST_B2B_X_BARE = 2.0
+HOST_RATE_X_CHURN = 5.0
+HOST_RATE_GOAL_X_CHURN = 20.0
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
-    verdict: str  # PASS, MISS or N/A
+    verdict: str  # PASS, MISS, N/A, or INFO (a figure with no target)
     detail: str
 
     def to_json(self) -> dict[str, str]:
@@ -170,6 +175,56 @@ def targets(results: Results) -> list[Target]:
         out += [_peer_target(results, lang, peer, suffix) for peer in COMPARABLE_PEERS]
         out.append(_throughput_target(results, lang, suffix))
         out.append(_first_output_target(results, lang, suffix))
+        out += _host_targets(results, lang)
+    return out
+
+
+def _host_targets(results: Results, lang: str) -> list[Target]:
+    """Back to back near paced and near bare, throughput far past the engine's churn,
+    paced no worse than the warm pool: each against figures of the same run."""
+    paced, b2b = results.summary("cb_host", lang), results.summary("cb_host_b2b", lang)
+    bare = results.summary("bare_image", lang) or results.summary("bare", lang)
+    warm = results.summary("cb_warm", lang)
+    rate, churn = results.rate("cb_host", lang), results.rate("engine", lang)
+    out = []
+    name = f"{lang}: hosts, back-to-back median <= {HOST_B2B_X_PACED}x paced"
+    if paced and b2b:
+        x = b2b.median / paced.median
+        out.append(Target(name, _verdict(x <= HOST_B2B_X_PACED), f"{x:.2f}x"))
+    else:
+        out.append(Target(name, "N/A", "not measured"))
+    name = f"{lang}: hosts, back-to-back median <= {HOST_B2B_X_BARE}x the bare interpreter"
+    if b2b and bare:
+        x = b2b.median / bare.median
+        detail = f"{x:.2f}x ({b2b.median:.1f} ms vs {bare.median:.1f} ms)"
+        out.append(Target(name, _verdict(x <= HOST_B2B_X_BARE), detail))
+    else:
+        out.append(Target(name, "N/A", "not measured"))
+    name = f"{lang}: hosts, paced median no worse than the warm pool's"
+    if paced and warm:
+        x = paced.median / warm.median
+        out.append(Target(name, _verdict(x <= 1.0), f"{x:.2f}x the warm pool's"))
+    else:
+        out.append(Target(name, "N/A", "not measured"))
+    name = (
+        f"{lang}: hosts, throughput >= {HOST_RATE_X_CHURN:.0f}x raw churn "
+        f"(goal {HOST_RATE_GOAL_X_CHURN:.0f}x), zero errors"
+    )
+    if rate and churn and churn.rate:
+        x = rate.rate / churn.rate
+        detail = f"{rate.rate:.1f}/s vs {churn.rate:.2f}/s = {x:.1f}x, {rate.errors} errors"
+        ok = x >= HOST_RATE_X_CHURN and rate.errors == 0
+        out.append(Target(name, _verdict(ok), detail))
+    else:
+        out.append(Target(name, "N/A", "not measured"))
+    program, image = results.summary("host_program", lang), results.summary("bare_image", lang)
+    name = f"{lang}: cost of the nested sandbox (program in a host vs in a plain container)"
+    if program and image:
+        detail = (
+            f"{program.median - image.median:+.1f} ms ({program.median:.1f} ms vs "
+            f"{image.median:.1f} ms, {program.median / image.median:.2f}x)"
+        )
+        out.append(Target(name, "INFO", detail))
     return out
 
 

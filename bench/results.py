@@ -16,6 +16,10 @@ FIGURES: dict[str, str] = {
     "cb_warm": "CodeBeaker Execute, warm pool (paced)",
     "cb_warm_b2b": "CodeBeaker Execute, warm pool, back-to-back",
     "stream_first": "ExecuteStream first output (print->client)",
+    "cb_host": "CodeBeaker Execute, reusable hosts (paced)",
+    "cb_host_b2b": "CodeBeaker Execute, reusable hosts, back-to-back",
+    "host_stream_first": "ExecuteStream first output, reusable hosts",
+    "host_program": "program wall time in a host's nested sandbox",
     "epicbox": "epicbox 1.1.0, run per program",
     "llm_sandbox": "llm-sandbox 0.3.46, session per program",
     "llm_sandbox_pooled": "llm-sandbox 0.3.46 pooled (REUSES containers)",
@@ -25,6 +29,7 @@ COMPARABLE_PEERS = ("epicbox", "llm_sandbox")
 INFO_PEERS = ("llm_sandbox_pooled",)
 THROUGHPUT: dict[str, str] = {
     "cb": "CodeBeaker Execute, warm pool",
+    "cb_host": "CodeBeaker Execute, reusable hosts",
     "engine": "raw engine churn (create+start+wait+remove)",
 }
 

@@ -35,12 +35,16 @@ def codebeaker_command() -> list[str]:
     return [sys.executable, "-m", "codebeaker.client"]
 
 
-def supports_pool_flag() -> bool:
-    """Whether this checkout's server has `--pool-size` yet."""
+def supports_flag(flag: str) -> bool:
+    """Whether this checkout's server has `flag` yet (an older checkout measured as a baseline)."""
     done = subprocess.run(
         [*codebeaker_command(), "serve", "--help"], capture_output=True, text=True, timeout=60
     )
-    return "--pool-size" in done.stdout
+    return flag in done.stdout
+
+
+def supports_pool_flag() -> bool:
+    return supports_flag("--pool-size")
 
 
 class ServerError(RuntimeError):

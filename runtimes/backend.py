@@ -44,6 +44,11 @@ class Host(Protocol):
         """The next bytes the supervisor wrote (its framed stdout); b"" once it is gone."""
         ...
 
+    def reset_peak_memory(self) -> None:
+        """Before a reusable host's next run: make the host's peak memory its current
+        use, so that the run reports its own (best effort)."""
+        ...
+
     async def set_memory(self, memory_bytes: int) -> None:
         """Change the whole host's memory limit (swap stays off)."""
         ...

@@ -190,6 +190,7 @@ class SupervisedSandbox(Generic[H]):
             reusable = await pool.acquire()
             acquiring.link(reusable.origin)
         clean = False
+        reusable.host.reset_peak_memory()
         try:
             async for event in self._run(job, reusable.frames):
                 if isinstance(event, Finished):

@@ -20,7 +20,7 @@ from codebeaker.runtimes.supervisor.protocol import ExitReport
 KILLED = 128 + signals.SIGKILL
 # Without an OOM kill counter, a failed run whose peak memory came this close to
 # its limit hit the limit (gVisor's own accounting refuses the rest).
-MEMORY_REACHED = 0.9
+MEMORY_REACHED = 0.85
 
 
 def signal_name(number: int) -> str:

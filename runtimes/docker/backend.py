@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping
 
 from codebeaker.runtimes.catalog import Catalog, LanguageSpec
+from codebeaker.runtimes.docker.cgroup import memory_cgroup
 from codebeaker.runtimes.docker.container import container_config
 from codebeaker.runtimes.docker.engine import AttachStream, Engine
 from codebeaker.runtimes.docker.host import READ_SIZE, DockerHost
@@ -96,7 +97,7 @@ class DockerBackend:
         annotate(runtime=self._settings.runtime_for(spec.id))
         label = execution_id or (REUSABLE if reusable else POOLED)
         config = container_config(spec, limits, self._settings, label, reusable=reusable)
-        container_id = await self._engine.create(config)
+        container_id = await self._created(config)
         attach: AttachStream | None = None
         try:
             attach = await self._engine.attach(container_id)
@@ -104,7 +105,25 @@ class DockerBackend:
         except BaseException:
             self._schedule_teardown(container_id, attach)
             raise
-        return DockerHost(container_id, attach, self._engine)
+        memory = None
+        if reusable:  # its cgroup serves each run in turn: the server resets its peak
+            with contextlib.suppress(CodeBeakerError):
+                memory = memory_cgroup((await self._engine.state(container_id)).pid)
+        return DockerHost(container_id, attach, self._engine, memory)
+
+    async def _created(self, config: dict[str, object]) -> str:
+        """Create a container; a caller that gives up meanwhile (a cancelled call)
+        must not leave it behind: the engine finishes creating it regardless."""
+        creating = asyncio.ensure_future(self._engine.create(config))
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            creating.add_done_callback(self._remove_if_created)
+            raise
+
+    def _remove_if_created(self, creating: asyncio.Future[str]) -> None:
+        if not creating.cancelled() and creating.exception() is None:
+            self._schedule_teardown(creating.result(), None)
 
     def discard(self, host: DockerHost) -> None:
         self._schedule_teardown(host.container_id, host.attach)

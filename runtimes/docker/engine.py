@@ -43,6 +43,7 @@ class ContainerState:
     running: bool
     exit_code: int
     oom_killed: bool
+    pid: int = 0  # its first process, on the engine's host (0 once it stopped)
 
 
 @dataclass
@@ -199,6 +200,7 @@ class Engine:
             running=bool(state.get("Running")),
             exit_code=int(state.get("ExitCode", -1)),
             oom_killed=bool(state.get("OOMKilled")),
+            pid=int(state.get("Pid") or 0),
         )
 
     async def oci_runtimes(self) -> set[str]:

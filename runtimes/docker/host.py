@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from codebeaker.runtimes.backend import HostEnd
+from codebeaker.runtimes.docker.cgroup import MemoryCgroup
 from codebeaker.runtimes.docker.demux import STDOUT, AttachDemuxer
 from codebeaker.runtimes.docker.engine import AttachStream, Engine
 
@@ -28,6 +29,7 @@ class DockerHost:
     container_id: str
     attach: AttachStream
     engine: Engine
+    memory: MemoryCgroup | None = None  # a reusable host's, when the server can reach it
     _demux: AttachDemuxer = field(default_factory=AttachDemuxer)
 
     def is_alive(self) -> bool:
@@ -45,10 +47,15 @@ class DockerHost:
             for stream, piece in self._demux.feed(data):
                 if stream == STDOUT:
                     frames += piece
-                else:
-                    log.debug("supervisor: %s", piece.decode(errors="replace").rstrip())
+                else:  # its own diagnostics (a host retiring itself says why here)
+                    text = piece.decode(errors="replace").rstrip()
+                    log.warning("sandbox %s: %s", self.container_id[:12], text)
             if frames:
                 return bytes(frames)
+
+    def reset_peak_memory(self) -> None:
+        if self.memory is not None:
+            self.memory.reset_peak()
 
     async def set_memory(self, memory_bytes: int) -> None:
         await self.engine.set_memory(self.container_id, memory_bytes)

@@ -67,9 +67,10 @@ class InProcessServer:
 def in_process_server(**settings: Any) -> Iterator[InProcessServer]:
     """A serving in-process server on 127.0.0.1:0, stopped (containers removed) after."""
     instance = f"test-inproc-{os.getpid()}-{time.monotonic_ns()}"
-    config = ServerConfig().with_values(
-        **{"address": "127.0.0.1:0", "instance": instance, "shutdown_grace": 10.0, **settings}
-    )
+    # The images a `codebeaker serve` of this environment would use (CODEBEAKER_IMAGE_TAG).
+    tag = os.environ.get("CODEBEAKER_IMAGE_TAG", "")
+    defaults = {"address": "127.0.0.1:0", "instance": instance, "shutdown_grace": 10.0}
+    config = ServerConfig().with_values(**{**defaults, "image_tag": tag, **settings})
     server = InProcessServer(config)
     try:
         server.wait_serving()

@@ -39,7 +39,8 @@ PATHS = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[InProcessServer]:
-    with in_process_server(pool_size=2, default_memory=256 << 20) as running:
+    # The paths of one container per run: a warm pool's container, or a launch.
+    with in_process_server(isolation="container", pool_size=2, default_memory=256 << 20) as running:
         yield running
 
 
@@ -195,7 +196,10 @@ def test_a_plain_stub_with_its_own_trace_context_joins(
 
 def test_a_pool_miss_links_to_the_launch_it_waited_for(spans: InMemorySpanExporter) -> None:
     """A pool's launches are traces of their own; the request that uses one links to it."""
-    with in_process_server(pool_size=0) as server, Client(server.address, timeout=60) as client:
+    with (
+        in_process_server(isolation="container", pool_size=0) as server,
+        Client(server.address, timeout=60) as client,
+    ):
         result = client.execute("javascript", "console.log(1)")
         request = one_trace(spans, trace_id(client_span(spans.get_finished_spans(), "Execute")))
     assert result.stdout == b"1\n"

@@ -29,3 +29,18 @@ def test_memory_hog_is_killed_by_the_kernel(sandbox: Sandbox, name: str, languag
     assert result.status == pb.EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED, result
     assert result.limit_exceeded == pb.LIMIT_MEMORY, result
     assert result.peak_memory_bytes >= MEMORY * 0.8
+
+
+REPEATS = 5
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS))
+def test_a_v8_heap_past_192_mib_is_the_memory_limit_every_time(
+    sandbox: Sandbox, attempt: int
+) -> None:
+    """Once seen under gVisor as TIME_LIMIT_EXCEEDED (a sandbox thrashing at its limit
+    until the wall): the verdict must be the memory limit on every attempt."""
+    memory = 192 << 20
+    result = sandbox.program("v8_heap", "javascript", limits=limits(memory=memory, wall=20))
+    assert result.status == pb.EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED, (attempt, result)
+    assert result.limit_exceeded == pb.LIMIT_MEMORY, (attempt, result)

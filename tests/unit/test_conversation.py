@@ -71,6 +71,9 @@ class ScriptedHost:
         assert isinstance(item, bytes)
         return item
 
+    def reset_peak_memory(self) -> None:
+        self.log.append("reset peak")
+
     async def set_memory(self, memory_bytes: int) -> None:
         self.log.append(f"memory {memory_bytes}")
 

@@ -4,6 +4,7 @@ attach request; an engine too old, or upgraded under us, is a clear error."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from codebeaker.runtimes.docker.labels import ImageNames
 from codebeaker.runtimes.errors import EngineUnavailable
 from codebeaker.runtimes.sandbox import unready_reason
 from tests.unit.fake_engine import ATTACH_OUTPUT, FakeEngine, Running, serve_unix
+from tests.unit.jobs import LIMITS
 
 ATTACH_QUERY = "/attach?stream=1&stdin=1&stdout=1&stderr=1"
 
@@ -227,3 +229,30 @@ def test_the_whole_sandbox_reason_is_derived_from_the_languages() -> None:
     assert unready_reason({"c": None, "python": "no image", "go": "no image"}) == (
         "go: no image; python: no image"
     )
+
+
+async def test_a_launch_given_up_during_the_create_removes_the_container_once_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    catalog = Catalog.load().only(["python"])
+    backend = DockerBackend(catalog, DockerSettings())
+    made = asyncio.Event()
+    removed: list[str] = []
+
+    async def slow_create(config: object) -> str:
+        await made.wait()
+        return "container-made-late"
+
+    monkeypatch.setattr(backend._engine, "create", slow_create)
+    monkeypatch.setattr(backend, "_schedule_teardown", lambda cid, attach: removed.append(cid))
+    spec = catalog.resolve("python")
+    launch = asyncio.ensure_future(backend.launch(spec, LIMITS, "e1"))
+    await asyncio.sleep(0)  # the create is under way
+    launch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await launch
+    assert removed == []
+    made.set()  # the engine finishes creating it after all
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert removed == ["container-made-late"]

@@ -31,6 +31,9 @@ class FakeHost:
     async def read(self) -> bytes:
         return b""
 
+    def reset_peak_memory(self) -> None:
+        pass
+
     async def set_memory(self, memory_bytes: int) -> None:
         pass
 
