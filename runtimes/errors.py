@@ -41,8 +41,10 @@ class Reason(StrEnum):
     # RESOURCE_EXHAUSTED
     CAPACITY_EXHAUSTED = "CAPACITY_EXHAUSTED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    QUEUE_FULL = "QUEUE_FULL"  # --max-queued operations are waiting
     # UNAVAILABLE
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+    QUEUE_UNAVAILABLE = "QUEUE_UNAVAILABLE"  # the operation store cannot be reached
     # UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, FAILED_PRECONDITION
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -90,7 +92,11 @@ class UnknownLanguage(InvalidRequest):
         self.known = sorted(known)
 
 
-class EngineUnavailable(CodeBeakerError):
+class Unavailable(CodeBeakerError):
+    """Something the service depends on cannot be reached; retrying later may succeed."""
+
+
+class EngineUnavailable(Unavailable):
     """The container engine cannot be reached; the program never started."""
 
     reason = Reason.ENGINE_UNAVAILABLE

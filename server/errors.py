@@ -37,7 +37,6 @@ from grpc_status import rpc_status  # type: ignore[import-untyped, unused-ignore
 from codebeaker.runtimes.errors import (
     CapacityExhausted,
     CodeBeakerError,
-    EngineUnavailable,
     FailedPrecondition,
     InvalidRequest,
     NotFound,
@@ -46,6 +45,7 @@ from codebeaker.runtimes.errors import (
     Reason,
     SandboxFailure,
     Unauthenticated,
+    Unavailable,
 )
 from codebeaker.server.interception import Interceptor, Method, UnparsableRequest
 
@@ -61,7 +61,7 @@ _Metadata = tuple[tuple[str, str | bytes], ...]
 _CODES: Sequence[tuple[type[CodeBeakerError], grpc.StatusCode]] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (CapacityExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),  # QuotaExceeded too
-    (EngineUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),  # EngineUnavailable, the queue store's
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
