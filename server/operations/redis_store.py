@@ -35,10 +35,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from codebeaker.runtimes.errors import InvalidRequest, Reason
+from codebeaker.server.logs import event
 from codebeaker.server.operations import redis_scripts as scripts
 from codebeaker.server.operations.store import (
     OperationRecord,
@@ -98,6 +99,7 @@ class RedisOperationStore:
         }
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._persistence_checked = False
 
     @contextlib.contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -300,6 +302,23 @@ class RedisOperationStore:
     async def ping(self) -> None:
         with self._reachable():
             await self._redis.ping()
+        if not self._persistence_checked:
+            self._persistence_checked = True
+            await self._warn_without_persistence()
+
+    async def _warn_without_persistence(self) -> None:
+        # "Never lost" holds across a Redis restart only if Redis keeps its data on disk.
+        with contextlib.suppress(RedisError):
+            info = cast(Mapping[str, object], await self._redis.info("persistence"))
+            if str(info.get("aof_enabled", "1")) == "0":
+                event(
+                    log,
+                    logging.WARNING,
+                    "operation.store_not_durable",
+                    f"the queue's Redis at {self._where} has no append-only file: a Redis "
+                    "restart loses what was queued since its last snapshot (appendonly yes)",
+                    store=self._where,
+                )
 
     async def close(self) -> None:
         if self._listener is not None:
