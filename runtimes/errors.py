@@ -50,6 +50,9 @@ class Reason(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     NOT_FOUND = "NOT_FOUND"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    # The error of a google.longrunning operation (never of an RPC).
+    CANCELLED = "CANCELLED"  # CANCELLED: the operation was cancelled before it ended
+    ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"  # ABORTED: it ended its worker max-attempts times
     # INTERNAL: ours, never the caller's.
     SANDBOX_FAILURE = "SANDBOX_FAILURE"
     INTERNAL = "INTERNAL"

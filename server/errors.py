@@ -50,8 +50,9 @@ from codebeaker.runtimes.errors import (
 from codebeaker.server.interception import Interceptor, Method, UnparsableRequest
 
 log = logging.getLogger(__name__)
-# Health and reflection are grpc's own services; only ours raise domain errors.
-OUR_METHODS = "/codebeaker."
+# Health and reflection are grpc's own services; only ours raise domain errors (the
+# google.longrunning.Operations service is ours too: it serves this server's operations).
+OUR_METHODS = ("/codebeaker.", "/google.longrunning.Operations/")
 DOMAIN = "codebeaker"
 RETRY_AFTER_KEY = "retry-after"
 Req = TypeVar("Req")

@@ -75,7 +75,8 @@ class SqliteOperationStore:
         clock: Callable[[], float] = time.time,
         poll: float = 0.5,
     ) -> None:
-        self._path = ensure_private_dir(state_dir) / DATABASE
+        self._dir = state_dir
+        self._path = state_dir / DATABASE
         self._clock = clock
         self._poll = poll
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="operations-db")
@@ -88,6 +89,7 @@ class SqliteOperationStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            ensure_private_dir(self._dir)  # on first use: a server that never queues makes none
             fresh = not self._path.exists()
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             if fresh:
