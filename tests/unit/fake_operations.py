@@ -107,8 +107,12 @@ class FakeQueue:
     # -- what the test does (from its own thread) ---------------------------------
 
     def add(self, state: str = "QUEUED", **spec: Any) -> str:
-        """An operation in `state` (without a result), as if submitted; its name."""
-        return self._on_loop(self._add(pb.ExecutionSpec(language="python", **spec), "", state))
+        """A submitted operation, QUEUED or (started once) RUNNING; its name."""
+        assert state in ("QUEUED", "RUNNING")
+        name = self._on_loop(self._add(pb.ExecutionSpec(language="python", **spec), "", "QUEUED"))
+        if state == "RUNNING":
+            self.start(name)
+        return name
 
     def start(self, name: str) -> None:
         self._on_loop(self._update(name, pb.EXECUTION_STATE_RUNNING))
@@ -117,8 +121,10 @@ class FakeQueue:
         response = pb.ExecuteResponse(result=result or self.result)
         self._on_loop(self._update(name, pb.EXECUTION_STATE_SUCCEEDED, response=response))
 
-    def fail(self, name: str, error: Any) -> None:
-        self._on_loop(self._update(name, pb.EXECUTION_STATE_FAILED, error=error))
+    def fail(self, name: str, error: Any, state: str = "FAILED") -> None:
+        """End it FAILED (or CANCELLED) with `error`, a google.rpc.Status."""
+        assert state in ("FAILED", "CANCELLED")
+        self._on_loop(self._update(name, _STATES[state], error=error))
 
     def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
         assert self.loop is not None
