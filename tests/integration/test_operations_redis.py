@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from codebeaker.client import Client, OperationState, UnavailableError
 from tests.integration.conftest import Server, our_containers, start_server
@@ -80,6 +82,14 @@ def events(server: Server, operation: str) -> list[str]:
     return found
 
 
+def serving(server: Server) -> bool:
+    with grpc.insecure_channel(server.address) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10
+        )
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
 def until(condition: Callable[[], bool], within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -93,13 +103,17 @@ def test_work_submitted_to_one_server_is_split_between_both(cluster: Cluster) ->
         operations = [client.submit("python", SLEEPER.format(seconds=1)) for _ in range(8)]
         results = [operation.wait(timeout=120) for operation in operations]
     assert all(result.stdout == b"slept\n" for result in results)
-    ran_by = [
-        [n for n, server in enumerate(cluster.servers) if "operation.succeeded" in events(
-            server, operation.name)]
-        for operation in operations
-    ]  # fmt: skip
-    assert all(len(servers) == 1 for servers in ran_by), ran_by  # each ran once
-    assert {servers[0] for servers in ran_by} == {0, 1}, ran_by  # by both
+
+    def ran_by() -> list[list[int]]:
+        return [
+            [n for n, server in enumerate(cluster.servers) if "operation.succeeded" in events(
+                server, operation.name)]
+            for operation in operations
+        ]  # fmt: skip
+
+    until(lambda: all(ran_by()), 10, "every job's log line")  # stderr is read by a thread
+    assert all(len(servers) == 1 for servers in ran_by()), ran_by()  # each ran once
+    assert {servers[0] for servers in ran_by()} == {0, 1}, ran_by()  # by both
 
 
 def test_a_killed_servers_job_is_finished_by_the_other(cluster: Cluster) -> None:
@@ -122,7 +136,11 @@ def test_a_killed_servers_job_is_finished_by_the_other(cluster: Cluster) -> None
     assert result.stdout == b"slept\n"
     assert finished.state is OperationState.SUCCEEDED
     assert finished.metadata.attempts == 2
-    assert "operation.succeeded" in events(cluster.servers[survivor], operation.name)
+    until(
+        lambda: "operation.succeeded" in events(cluster.servers[survivor], operation.name),
+        10,
+        "the survivor's log line",
+    )
     # The killed one is replaced, so the module's other tests still have two servers.
     dead = cluster.servers.pop(victim)
     assert dead.process.returncode is not None
@@ -145,8 +163,11 @@ def test_work_resumes_after_redis_is_stopped_and_started(cluster: Cluster) -> No
         try:
             with pytest.raises(UnavailableError):
                 client.submit("python", SLEEPER.format(seconds=0))
+            # Down long enough for the workers' renewals and claims to fail too.
+            until(lambda: not all(map(serving, cluster.servers)), 30, "readiness failing")
         finally:
             cluster.redis.start()
+        until(lambda: all(map(serving, cluster.servers)), 30, "readiness back")
         late = client.submit("python", SLEEPER.format(seconds=0))
         results = [operation.wait(timeout=120) for operation in [*operations, late]]
         states = [client.get_operation(op.name).state for op in [*operations, late]]
