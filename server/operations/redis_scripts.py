@@ -16,7 +16,6 @@ Keys, under a prefix P (one hash tag, so they would share a cluster slot):
   P idem         HASH   "<len(tenant)>:<tenant><request_id>" -> id (idempotent submit)
   P own          HASH   id -> that same key (to clean the indexes when the record is gone)
   P seq          STRING submit sequence
-  P counts       HASH   lease_expiries (since the queue began, all servers)
   channel P done        the id of every record that became done or was deleted (wait())
 Record fields: id tenant rid state spec trace ctime stime etime attempts result error cancel
 worker lease seq (absent = None / "" / False).
@@ -99,8 +98,9 @@ return {1, rec(id)}
 """
 )
 
-# ARGV: P TTL worker lease_seconds max_attempts -> record | nil
-# Expired leases first (they are older than anything queued), then the oldest QUEUED.
+# ARGV: P TTL worker lease_seconds max_attempts -> {expired leases seen, record | false}
+# Expired leases first (they are older than anything queued), then the oldest QUEUED. Each
+# server counts the expiries its own claims found, so the servers' counts add up.
 CLAIM = (
     _COMMON
     + """
@@ -116,6 +116,7 @@ local function take(id, key)
   redis.call('ZADD', P .. 'leases', expires, id)
   return rec(id)
 end
+local seen = 0
 for _ = 1, 100 do
   local expired = redis.call('ZRANGE', P .. 'leases', '-inf', fmt(t), 'BYSCORE', 'LIMIT', 0, 1)
   if #expired == 0 then break end
@@ -125,25 +126,25 @@ for _ = 1, 100 do
   if f[1] ~= 'RUNNING' then
     redis.call('ZREM', P .. 'leases', id)
   else
-    redis.call('HINCRBY', P .. 'counts', 'lease_expiries', 1)
+    seen = seen + 1
     if f[2] == '1' then
       to_done(id, key, 'CANCELLED', t)
     elseif tonumber(f[3]) >= max_attempts then
       to_done(id, key, 'FAILED', t)
     else
-      return take(id, key)
+      return {seen, take(id, key)}
     end
   end
 end
 for _ = 1, 100 do
   local queued = redis.call('ZRANGE', P .. 'ready', 0, 0)
-  if #queued == 0 then return false end
+  if #queued == 0 then return {seen, false} end
   local id = queued[1]
   local key = P .. 'op:' .. id
-  if redis.call('HGET', key, 'state') == 'QUEUED' then return take(id, key) end
+  if redis.call('HGET', key, 'state') == 'QUEUED' then return {seen, take(id, key)} end
   redis.call('ZREM', P .. 'ready', id)
 end
-return false
+return {seen, false}
 """
 )
 
@@ -245,7 +246,7 @@ return removed
 """
 )
 
-# ARGV: P TTL -> {depth, running, oldest queued age, lease expiries, SUCCEEDED, FAILED, CANCELLED}
+# ARGV: P TTL -> {depth, running, oldest queued age, SUCCEEDED, FAILED, CANCELLED}
 STATS = (
     _COMMON
     + """
@@ -255,8 +256,7 @@ if #oldest > 0 then
   local created = redis.call('HGET', P .. 'op:' .. oldest[1], 'ctime')
   if created then age = math.max(0, now() - tonumber(created)) end
 end
-local answer = {redis.call('ZCARD', P .. 'ready'), redis.call('ZCARD', P .. 'leases'), fmt(age),
-  tonumber(redis.call('HGET', P .. 'counts', 'lease_expiries') or 0)}
+local answer = {redis.call('ZCARD', P .. 'ready'), redis.call('ZCARD', P .. 'leases'), fmt(age)}
 for _, state in ipairs(DONE) do table.insert(answer, redis.call('ZCARD', P .. 'done:' .. state)) end
 return answer
 """

@@ -100,6 +100,7 @@ class RedisOperationStore:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._persistence_checked = False
+        self._lease_expiries = 0
 
     @contextlib.contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -192,7 +193,8 @@ class RedisOperationStore:
     async def claim(
         self, worker: str, lease_seconds: float, max_attempts: int
     ) -> OperationRecord | None:
-        flat = await self._run("CLAIM", worker, float(lease_seconds), max(1, max_attempts))
+        seen, flat = await self._run("CLAIM", worker, float(lease_seconds), max(1, max_attempts))
+        self._lease_expiries += int(seen)
         return _record(flat) if flat else None
 
     async def renew(self, id: str, worker: str, lease_seconds: float) -> OperationRecord | None:
@@ -284,12 +286,12 @@ class RedisOperationStore:
                 return removed
 
     async def stats(self) -> QueueStats:
-        depth, running, age, expiries, succeeded, failed, cancelled = await self._run("STATS")
+        depth, running, age, succeeded, failed, cancelled = await self._run("STATS")
         return QueueStats(
             depth=int(depth),
             oldest_queued_age=float(age),
             running=int(running),
-            lease_expiries=int(expiries),
+            lease_expiries=self._lease_expiries,  # found by this store's claims
             by_state={
                 OperationState.QUEUED: int(depth),
                 OperationState.RUNNING: int(running),
