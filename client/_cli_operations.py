@@ -214,7 +214,7 @@ def _line(operation: Operation) -> str:
 
 
 def _row(name: str, state: str, created: str, attempts: str, outcome: str) -> str:
-    return f"{name:<30}  {state:<9}  {created:<20}  {attempts:>8}  {outcome}".rstrip()
+    return f"{name:<43}  {state:<9}  {created:<20}  {attempts:>8}  {outcome}".rstrip()
 
 
 def _outcome(operation: Operation) -> str:

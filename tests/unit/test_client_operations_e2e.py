@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from codebeaker.client import (
     AsyncClient,
@@ -25,6 +27,7 @@ from codebeaker.client import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from tests.spans import wait_for_spans
 from tests.unit.operations_helpers import Queued, queue_server
 from tests.unit.test_cli import environment
 
@@ -57,6 +60,25 @@ async def test_submit_then_wait_returns_what_execute_returns(tmp_path: Path) -> 
         assert again.name == operation.name and again.done
         listed = [op.name async for op in client.list_operations(done=True, page_size=1)]
         assert listed == [operation.name]
+
+
+async def test_the_run_of_a_job_is_in_the_submitters_trace(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    async with queue_server(tmp_path) as q, AsyncClient(address_of(q)) as client:
+        operation = await client.submit("python", "out traced")
+        await operation.wait(timeout=30)
+    finished = wait_for_spans(
+        spans, lambda found: any(s.name == "codebeaker.operation.run" for s in found)
+    )
+    (submit,) = [
+        s for s in finished if s.kind is SpanKind.CLIENT and s.name.endswith("/SubmitExecution")
+    ]
+    (run,) = [s for s in finished if s.name == "codebeaker.operation.run"]
+    assert submit.context is not None and run.context is not None
+    assert run.context.trace_id == submit.context.trace_id
+    assert run.attributes is not None
+    assert run.attributes["codebeaker.operation"] == operation.name
 
 
 async def test_the_blocking_client_cancels_and_sees_failures(tmp_path: Path) -> None:
