@@ -61,6 +61,9 @@ def add_commands(
         description="Wait until operation NAME is done, then show its output and exit "
         f"exactly as `{PROG} run` does (the program's exit code, ...). After --timeout, exit "
         "124 with the operation still going on.",
+        epilog=f"Exit codes: run's (see `{PROG} run --help`); also 124 when not done within "
+        "--timeout, 66 no such operation, 69/70/... as the call that failed to run it would, "
+        "70 cancelled.",
     )
     wait.add_argument("name", metavar="NAME", help="operations/ID, or the ID alone")
     _cli_run.add_display_arguments(wait)
