@@ -10,13 +10,11 @@ error `execute` would have raised.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from codebeaker.client._convert import result_from_proto
@@ -25,7 +23,6 @@ from codebeaker.client.errors import (
     CodeBeakerError,
     RpcStatus,
     ServiceError,
-    WaitTimeoutError,
     error_from_status,
 )
 from codebeaker.client.types import ExecutionResult, OperationMetadata, OperationState
@@ -33,13 +30,6 @@ from codebeaker.v1 import execution_pb2 as pb
 
 COLLECTION = "operations"
 """The collection every operation's name is in: `operations/{id}`."""
-
-WAIT_CHUNK = 30.0
-"""Seconds one WaitOperation asks the server to hold the call at most: a long
-wait is a loop of these, so no single call outlives a proxy's idle timeout."""
-MIN_WAIT = 0.001
-WAIT_SLACK = 10.0
-"""Seconds a WaitOperation's gRPC deadline allows beyond the wait it asked for."""
 
 _STATE_PREFIX = "EXECUTION_STATE_"
 _CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
@@ -133,59 +123,6 @@ def outcome(snapshot: Snapshot) -> ExecutionResult:
     if snapshot.result is None:
         raise ServiceError(f"{snapshot.name} is not done")
     return snapshot.result
-
-
-class WaitClock:
-    """The arithmetic of `wait(timeout)`, the same for both clients.
-
-    Each round asks the server to hold the call up to `WAIT_CHUNK` seconds (less
-    when the caller's timeout is nearer). A server that answers "not done" well
-    before that (one that caps waits, or does not wait at all) gets a growing
-    pause between calls instead of a busy loop.
-    """
-
-    def __init__(self, name: str, timeout: float | None) -> None:
-        if timeout is not None and not timeout >= 0:
-            raise ValueError("timeout must be a number of seconds >= 0, or None")
-        self._name = name
-        self._timeout = timeout
-        self._end = None if timeout is None else time.monotonic() + timeout
-        self._pause = 0.0
-        self._asked = 0.0
-        self._asked_at = 0.0
-        self._rounds = 0
-
-    def next_wait(self, state: OperationState) -> float:
-        """Seconds the next WaitOperation asks for; WaitTimeoutError when out of time."""
-        now = time.monotonic()
-        remaining = WAIT_CHUNK if self._end is None else self._end - now
-        if remaining <= 0 and self._rounds:
-            raise WaitTimeoutError(
-                f"{self._name} is still {state.value} after {self._timeout:g}s",
-                metadata={"operation": self._name, "state": state.value},
-            )
-        self._rounds += 1
-        # Never 0: an unset WaitOperation timeout means "as long as the server allows".
-        self._asked, self._asked_at = max(min(remaining, WAIT_CHUNK), MIN_WAIT), now
-        return self._asked
-
-    def pause(self) -> float:
-        """Seconds to pause before the next round (0 when the server held the call)."""
-        held = time.monotonic() - self._asked_at
-        if held >= self._asked / 2:
-            self._pause = 0.0
-            return 0.0
-        self._pause = min(max(self._pause * 2, 0.05), 1.0)
-        if self._end is not None:
-            return max(min(self._pause, self._end - time.monotonic()), 0.0)
-        return self._pause
-
-
-def wait_duration(seconds: float) -> Duration:
-    """A WaitOperation's timeout, never zero (zero means "no timeout" there)."""
-    duration = Duration()
-    duration.FromNanoseconds(max(round(seconds * 1_000_000_000), 1_000_000))
-    return duration
 
 
 def list_filter(state: OperationState | str | None, done: bool | None) -> str:

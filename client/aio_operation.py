@@ -19,18 +19,16 @@ from grpc import aio
 from codebeaker.client._channel import Connection
 from codebeaker.client._operation_convert import (
     COLLECTION,
-    WAIT_SLACK,
     OperationMessage,
     OperationsPage,
     Snapshot,
-    WaitClock,
     outcome,
     snapshot_from_proto,
-    wait_duration,
 )
 from codebeaker.client._settings import deadline
 from codebeaker.client._tracing import OPERATIONS_SERVICE, traced_call
-from codebeaker.client.errors import CodeBeakerError, translate_rpc_errors
+from codebeaker.client._wait_clock import WAIT_SLACK, WaitClock, wait_duration
+from codebeaker.client.errors import CodeBeakerError, UnavailableError, translate_rpc_errors
 from codebeaker.client.types import ExecutionResult, OperationMetadata, OperationState
 
 
@@ -140,7 +138,12 @@ class AsyncOperation:
         """
         clock = WaitClock(self.name, timeout)
         while not self._snapshot.done:
-            self._snapshot = await self._calls.wait(self.name, clock.next_wait(self.state))
+            seconds = clock.next_wait(self.state)
+            try:
+                self._snapshot = await self._calls.wait(self.name, seconds)
+            except UnavailableError as error:
+                await asyncio.sleep(clock.outage(error))
+                continue
             if not self._snapshot.done and (pause := clock.pause()):
                 await asyncio.sleep(pause)
         return outcome(self._snapshot)

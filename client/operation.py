@@ -21,18 +21,16 @@ from google.longrunning import operations_pb2, operations_pb2_grpc  # type: igno
 from codebeaker.client._channel import Connection
 from codebeaker.client._operation_convert import (
     COLLECTION,
-    WAIT_SLACK,
     OperationMessage,
     OperationsPage,
     Snapshot,
-    WaitClock,
     outcome,
     snapshot_from_proto,
-    wait_duration,
 )
 from codebeaker.client._settings import deadline
 from codebeaker.client._tracing import OPERATIONS_SERVICE, traced_call
-from codebeaker.client.errors import CodeBeakerError, translate_rpc_errors
+from codebeaker.client._wait_clock import WAIT_SLACK, WaitClock, wait_duration
+from codebeaker.client.errors import CodeBeakerError, UnavailableError, translate_rpc_errors
 from codebeaker.client.types import ExecutionResult, OperationMetadata, OperationState
 
 
@@ -141,7 +139,12 @@ class Operation:
         """
         clock = WaitClock(self.name, timeout)
         while not self._snapshot.done:
-            self._snapshot = self._calls.wait(self.name, clock.next_wait(self.state))
+            seconds = clock.next_wait(self.state)
+            try:
+                self._snapshot = self._calls.wait(self.name, seconds)
+            except UnavailableError as error:
+                time.sleep(clock.outage(error))  # a restarting server: try again
+                continue
             if not self._snapshot.done and (pause := clock.pause()):
                 time.sleep(pause)
         return outcome(self._snapshot)

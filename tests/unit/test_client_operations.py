@@ -36,9 +36,10 @@ from codebeaker.client import (
     OperationMetadata,
     OperationState,
     ResourceExhaustedError,
+    ServiceError,
     UnavailableError,
     WaitTimeoutError,
-    _operation_convert,
+    _wait_clock,
 )
 from codebeaker.v1 import execution_pb2 as pb
 from tests.unit.fake_operations import FakeQueue, Refusal, serve_queue
@@ -139,18 +140,42 @@ def test_wait_returns_what_execute_would(fake: FakeQueue, client: Client) -> Non
     assert operation.done and operation.state is OperationState.SUCCEEDED
     assert operation.result() == HELLO  # done: no call needed
     assert len(fake.waits) == 1
-    assert fake.waits[0] == _operation_convert.WAIT_CHUNK
+    assert fake.waits[0] == _wait_clock.WAIT_CHUNK
 
 
 def test_a_long_wait_is_a_loop_of_bounded_waits(
     fake: FakeQueue, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_operation_convert, "WAIT_CHUNK", 0.05)
+    monkeypatch.setattr(_wait_clock, "WAIT_CHUNK", 0.05)
     operation = client.submit("python", "print('hello')")
     fake.succeed_on_wait = 3
     assert operation.wait(timeout=60) == HELLO
     assert len(fake.waits) == 3
     assert all(0 < asked <= 0.05 for asked in fake.waits)
+
+
+def test_wait_rides_out_a_server_that_is_briefly_unavailable(
+    fake: FakeQueue, client: Client
+) -> None:
+    operation = client.submit("python", "x")
+    fake.refusals["WaitOperation"] = Refusal(grpc.StatusCode.UNAVAILABLE, "restarting")
+    fake.succeed_on_wait = 1  # the first wait that gets through
+    assert operation.wait(timeout=30) == HELLO
+    assert "WaitOperation" not in fake.refusals  # it was refused once, then retried
+
+
+def test_wait_gives_up_on_a_server_gone_for_longer_than_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_wait_clock, "RECONNECT_WINDOW", 0.5)
+    with serve_queue() as (fake, address):
+        client = Client(address, timeout=5)
+        operation = client.get_operation(fake.add("QUEUED"))
+    try:
+        with pytest.raises(UnavailableError):
+            operation.wait()  # no timeout: only the window ends it
+    finally:
+        client.close()
 
 
 def test_wait_gives_up_after_its_timeout_and_the_operation_goes_on(
@@ -278,8 +303,11 @@ def test_every_operations_call_carries_the_clients_metadata(queue: tuple[FakeQue
 def test_operations_calls_fail_with_the_sdks_errors(fake: FakeQueue, client: Client) -> None:
     name = fake.add("QUEUED")
     operation = client.get_operation(name)
-    fake.refusals["WaitOperation"] = Refusal(grpc.StatusCode.UNAVAILABLE, "store down")
+    fake.refusals["GetOperation"] = Refusal(grpc.StatusCode.UNAVAILABLE, "store down")
     with pytest.raises(UnavailableError, match="store down"):
+        operation.refresh()
+    fake.refusals["WaitOperation"] = Refusal(grpc.StatusCode.INTERNAL, "a bug")
+    with pytest.raises(ServiceError, match="a bug"):
         operation.wait()
     fake.refusals["ListOperations"] = Refusal(grpc.StatusCode.INVALID_ARGUMENT, "bad filter")
     with pytest.raises(InvalidArgumentError):

@@ -28,8 +28,13 @@ from codebeaker.client import (
     UnavailableError,
 )
 from tests.spans import wait_for_spans
-from tests.unit.operations_helpers import Queued, queue_server
+from tests.unit.conftest import start_server
+from tests.unit.fake_sandbox import FakeSandbox
+from tests.unit.operation_stores import eventually
+from tests.unit.operations_helpers import Queued, config_for, queue_server
 from tests.unit.test_cli import environment
+
+OPERATIONS = "google.longrunning.Operations"
 
 
 def address_of(q: Queued) -> str:
@@ -155,3 +160,32 @@ async def test_cli_submit_then_wait_exits_as_run(tmp_path: Path) -> None:
         assert waited.returncode == 3 and waited.stdout == b"hello\n"
         listed = await asyncio.to_thread(cli, "operations", "list")
         assert name in listed.stdout.decode() and "SUCCEEDED" in listed.stdout.decode()
+
+
+async def test_a_wait_outlives_a_server_restart(tmp_path: Path) -> None:
+    """The server stops while a WaitOperation is held (its call is cut, UNAVAILABLE) and
+    comes back on the same port and state dir: the wait goes on and gets the result."""
+    config = config_for(tmp_path, queue_workers=0, shutdown_grace=0.2)  # nothing runs here
+    first = await start_server(config, FakeSandbox())
+    port = first.app.port
+    held = {"grpc_type": "unary", "grpc_service": OPERATIONS, "grpc_method": "WaitOperation"}
+
+    async def wait_calls() -> float | None:
+        return first.app.metrics.registry.get_sample_value("grpc_server_started_total", held)
+
+    async with AsyncClient(f"127.0.0.1:{port}") as client:
+        operation = await client.submit("python", "out after the restart")
+        waiting = asyncio.create_task(operation.wait(timeout=60))
+        await eventually(wait_calls, what="a WaitOperation on the first server")
+        await first.channel.close()
+        await first.app.stop()
+        second = await start_server(
+            config_for(tmp_path, address=f"127.0.0.1:{port}"), FakeSandbox()
+        )
+        try:
+            result = await waiting
+        finally:
+            await second.channel.close()
+            await second.app.stop()
+    assert result.stdout == b"after the restart\n"
+    assert operation.metadata.attempts == 1
