@@ -9,6 +9,7 @@ byte for byte.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -206,6 +207,26 @@ def test_wait_gives_up_after_its_timeout_with_124(fake: FakeQueue, address: str)
         f"codebeaker: not done yet: {name} is still QUEUED after 0.3s (it goes on)\n".encode()
     )
     assert fake.waits and all(asked <= 0.3 for asked in fake.waits)
+
+
+def test_ctrl_c_stops_waiting_and_leaves_the_operation_queued(
+    fake: FakeQueue, address: str
+) -> None:
+    name = fake.add("QUEUED")
+    with subprocess.Popen(
+        [*CLIENT_ONLY, "wait", name, "--address", address],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(),
+    ) as process:
+        assert fake.waiting.wait(timeout=30)  # its WaitOperation is held
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert process.stderr is not None
+        assert b"Traceback" not in process.stderr.read()
+    assert fake.cancels == []
+    assert fake.jobs[name].metadata.state == pb.EXECUTION_STATE_QUEUED
 
 
 def test_wait_for_an_operation_that_did_not_run(fake: FakeQueue, address: str) -> None:

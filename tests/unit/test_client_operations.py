@@ -363,6 +363,21 @@ async def test_the_async_client_has_the_same_operations(queue: tuple[FakeQueue, 
             await client.get_operation(other.name)
 
 
+async def test_cancelling_an_async_wait_leaves_the_operation_alone(
+    queue: tuple[FakeQueue, str],
+) -> None:
+    fake, address = queue
+    async with AsyncClient(address) as client:
+        operation = await client.submit("python", "x")
+        waiting = asyncio.create_task(operation.wait())
+        assert await asyncio.to_thread(fake.waiting.wait, 10)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert fake.cancels == []
+        assert (await operation.refresh()).state is OperationState.QUEUED
+
+
 async def test_async_wait_returns_when_the_operation_ends(queue: tuple[FakeQueue, str]) -> None:
     fake, address = queue
     async with AsyncClient(address) as client:
