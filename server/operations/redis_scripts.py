@@ -176,16 +176,17 @@ return 1
 """
 )
 
-# ARGV: P TTL id worker -> 1 | 0. Back to QUEUED at its old place; CANCELLED if asked meanwhile.
+# ARGV: P TTL id worker -> 'QUEUED' (back at its old place) | 'CANCELLED' (asked meanwhile)
+# | false (not the worker's)
 RELEASE = (
     _COMMON
     + """
 local id, key = ARGV[3], P .. 'op:' .. ARGV[3]
 local f = redis.call('HMGET', key, 'state', 'worker', 'cancel', 'seq', 'attempts', 'tenant')
-if f[1] ~= 'RUNNING' or f[2] ~= ARGV[4] then return 0 end
+if f[1] ~= 'RUNNING' or f[2] ~= ARGV[4] then return false end
 if f[3] == '1' then
   to_done(id, key, 'CANCELLED', now())
-  return 1
+  return 'CANCELLED'
 end
 local attempts = tonumber(f[5]) - 1
 if attempts < 0 then attempts = 0 end
@@ -194,7 +195,7 @@ redis.call('HDEL', key, 'worker', 'lease', 'stime')
 redis.call('ZREM', P .. 'leases', id)
 redis.call('ZADD', P .. 'ready', f[4], id)
 redis.call('ZADD', P .. 'tq:' .. f[6], f[4], id)
-return 1
+return 'QUEUED'
 """
 )
 

@@ -218,8 +218,9 @@ class RedisOperationStore:
         )
         return int(answer) == 1
 
-    async def release(self, id: str, worker: str) -> None:
-        await self._run("RELEASE", id, worker)
+    async def release(self, id: str, worker: str) -> OperationState | None:
+        left = await self._run("RELEASE", id, worker)
+        return OperationState(left.decode()) if left else None
 
     async def cancel(self, tenant: str, id: str) -> OperationRecord:
         flat = await self._run("CANCEL", tenant, id)

@@ -267,15 +267,35 @@ class SqliteOperationStore:
             self._notify()
         return finished
 
-    async def release(self, id: str, worker: str) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE operations SET state = 'QUEUED', attempts = max(attempts - 1, 0), "
-                "worker = '', lease_expires = NULL, start_time = NULL "
+    async def release(self, id: str, worker: str) -> OperationState | None:
+        now = self._clock()
+
+        def work(db: sqlite3.Connection) -> OperationState | None:
+            row = db.execute(
+                "SELECT cancel_requested FROM operations "
                 "WHERE id = ? AND worker = ? AND state = 'RUNNING'",
                 (id, worker),
+            ).fetchone()
+            if row is None:
+                return None
+            if row[0]:  # asked to cancel while it ran: it ends now, never to run again
+                db.execute(
+                    "UPDATE operations SET state = 'CANCELLED', end_time = ?, worker = '', "
+                    "lease_expires = NULL WHERE id = ?",
+                    (now, id),
+                )
+                return OperationState.CANCELLED
+            db.execute(
+                "UPDATE operations SET state = 'QUEUED', attempts = max(attempts - 1, 0), "
+                "worker = '', lease_expires = NULL, start_time = NULL WHERE id = ?",
+                (id,),
             )
-        )
+            return OperationState.QUEUED
+
+        state = await self._run(work)
+        if state is OperationState.CANCELLED:
+            self._notify()
+        return state
 
     async def cancel(self, tenant: str, id: str) -> OperationRecord:
         now = self._clock()

@@ -173,9 +173,10 @@ class OperationStore(Protocol):
         holds the lease (nothing changes)."""
         ...
 
-    async def release(self, id: str, worker: str) -> None:
-        """Hand back unrun work (graceful stop): QUEUED again, attempts-1, lease cleared. A record
-        `worker` no longer holds is left as it is."""
+    async def release(self, id: str, worker: str) -> OperationState | None:
+        """Hand back unrun work (graceful stop): QUEUED again, attempts-1, lease cleared; but
+        CANCELLED (end_time set) if a cancel was requested while it ran, so it never runs again.
+        The state it was left in; None (nothing changes) if `worker` no longer holds it."""
         ...
 
     async def cancel(self, tenant: str, id: str) -> OperationRecord:

@@ -255,9 +255,14 @@ class WorkerPool:
         return 0.0
 
     async def _release(self, record: OperationRecord, reason: str) -> None:
-        self._metrics.operations_handed_back.inc()
+        left: OperationState | None = None
         with contextlib.suppress(StoreUnavailable):  # its lease runs out: claimed again then
-            await self._store.release(record.id, self.worker_id)
+            left = await self._store.release(record.id, self.worker_id)
+        if left is OperationState.CANCELLED:  # a cancel came while it ran: it ends here
+            self._metrics.operations_finished.labels(left.value).inc()
+            _log_state(record, "operation.cancelled", f"{record.name} cancelled", state=left.value)
+            return
+        self._metrics.operations_handed_back.inc()
         _log_state(
             record, "operation.handed_back", f"{record.name} handed back: {reason}", reason=reason
         )

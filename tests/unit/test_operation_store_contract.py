@@ -217,9 +217,9 @@ async def test_release_hands_unrun_work_back(store: OperationStore) -> None:
     first = await submit(store)
     second = await submit(store)
     record = await claim(store, "w1")
-    await store.release(record.id, "w2")  # not its holder: nothing changes
+    assert await store.release(record.id, "w2") is None  # not its holder: nothing changes
     assert (await store.get("", record.id)).state is S.RUNNING
-    await store.release(record.id, "w1")
+    assert await store.release(record.id, "w1") is S.QUEUED
     back = await store.get("", record.id)
     assert (back.state, back.attempts, back.worker, back.lease_expires) == (S.QUEUED, 0, "", None)
     assert await store.renew(record.id, "w1", LEASE) is None
@@ -426,15 +426,18 @@ async def test_stats_count_what_waits_and_runs(store: OperationStore) -> None:
 
 
 async def test_a_released_job_that_was_asked_to_cancel_ends_cancelled(
-    store: OperationStore, request: pytest.FixtureRequest
+    store: OperationStore,
 ) -> None:
-    if isinstance(store, SqliteOperationStore):
-        # Reported to the SQLite store's owner: its release() queues it again, cancel_requested
-        # and all, so the next claim runs a job its caller cancelled.
-        request.applymarker(pytest.mark.xfail(reason="SqliteOperationStore.release re-queues it"))
     await submit(store)
     record = await claim(store)
     await store.cancel("", record.id)
-    await store.release(record.id, "w1")  # a graceful stop hands it back: it must not run again
+    waiting = asyncio.create_task(store.wait("", record.id, 30))
+    # A graceful stop hands it back: it ends CANCELLED and never runs again.
+    assert await store.release(record.id, "w1") is S.CANCELLED
     assert await store.claim("w2", LEASE, 3) is None
-    assert (await store.get("", record.id)).state is S.CANCELLED
+    ended = await store.get("", record.id)
+    assert (ended.state, ended.worker, ended.lease_expires) == (S.CANCELLED, "", None)
+    assert ended.end_time is not None and ended.attempts == 1
+    assert (await asyncio.wait_for(waiting, 10)).state is S.CANCELLED  # its waiters are woken
+    assert (await store.stats()).running == 0
+    assert await store.release(record.id, "w1") is None  # done: nothing changes
