@@ -69,8 +69,9 @@ local function unindex(id)
 end
 """
 
-# ARGV: P TTL tenant request_id spec trace max_queued new_id
+# ARGV: P TTL tenant request_id spec trace max_queued new_id tenant_max_queued (-1: none)
 # -> {1, record} created | {0, record} the earlier one for this request_id | {-1} queue full
+# | {-2, n} the tenant has n queued, its limit
 SUBMIT = (
     _COMMON
     + """
@@ -82,6 +83,11 @@ if rid ~= '' then
     local r = rec(old)
     if #r > 0 then return {0, r} end
   end
+end
+local tenant_max = tonumber(ARGV[9])
+if tenant_max >= 0 then
+  local mine = redis.call('ZCARD', P .. 'tq:' .. tenant)
+  if mine >= tenant_max then return {-2, mine} end
 end
 local max_queued = tonumber(ARGV[7])
 if max_queued > 0 and redis.call('ZCARD', P .. 'ready') >= max_queued then return {-1} end

@@ -47,6 +47,7 @@ from codebeaker.server.operations.store import (
     QueueFull,
     QueueStats,
     StoreUnavailable,
+    TenantQueueFull,
     operation_not_found,
 )
 
@@ -128,11 +129,22 @@ class RedisOperationStore:
         trace_context: Mapping[str, str],
         *,
         max_queued: int,
+        tenant_max_queued: int | None = None,
     ) -> tuple[OperationRecord, bool]:
         trace = json.dumps(dict(trace_context), sort_keys=True)
+        tenant_max = -1 if tenant_max_queued is None else max(0, tenant_max_queued)
         answer = await self._run(
-            "SUBMIT", tenant, request_id, spec, trace, max(0, max_queued), self._new_id()
+            "SUBMIT",
+            tenant,
+            request_id,
+            spec,
+            trace,
+            max(0, max_queued),
+            self._new_id(),
+            tenant_max,
         )
+        if int(answer[0]) == -2:
+            raise TenantQueueFull(tenant, int(answer[1]))
         if int(answer[0]) < 0:
             raise QueueFull(
                 f"{max_queued} operations are queued already; retry later",

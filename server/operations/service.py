@@ -2,10 +2,10 @@
 
 Every call is the calling tenant's ("" on a server without tenants): another
 tenant's operation is NOT_FOUND like one that never existed. A submit validates
-the spec exactly as Execute does (`build_job`), checks the tenant's
-`max_queued_operations` against the store's count, and stores the serialized
-spec with the W3C trace context of the submit's span, so the span that runs it
-continues the submitter's trace. Errors are domain exceptions, mapped by the
+the spec exactly as Execute does (`build_job`), has the store check the
+tenant's `max_queued_operations` as it inserts (one atomic step), and stores
+the serialized spec with the W3C trace context of the submit's span, so the
+span that runs it continues the submitter's trace. Errors are domain exceptions, mapped by the
 one error interceptor.
 """
 
@@ -26,7 +26,7 @@ from codebeaker.server.logs import event
 from codebeaker.server.metrics import Metrics
 from codebeaker.server.operations.config import QueueConfig
 from codebeaker.server.operations.convert import operation_id, operation_message, parse_filter
-from codebeaker.server.operations.store import OperationRecord, OperationStore
+from codebeaker.server.operations.store import OperationRecord, OperationStore, TenantQueueFull
 from codebeaker.server.quotas import Tenancy
 from codebeaker.server.requests import MAX_REQUEST_ID, RequestRules, build_job
 from codebeaker.v1 import execution_pb2 as pb
@@ -69,24 +69,23 @@ class OperationsService:
         tenant = caller.current_tenant()
         name = tenant.name if tenant is not None else ""
         quota = tenant.quotas.max_queued_operations if tenant is not None else None
-        # Checked after the submit when it has a request_id: a retried submit returns its
-        # operation even at the quota.
-        if quota is not None and tenant is not None and self._tenancy and not request_id:
-            self._tenancy.check_queued_operations(tenant, await self._store.count_queued(name))
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        record, created = await self._store.submit(
-            name,
-            request_id,
-            request.spec.SerializeToString(),
-            carrier,
-            max_queued=self._config.max_queued,
-        )
-        if created and request_id and quota is not None and tenant is not None:
-            queued = await self._store.count_queued(name)
-            if queued > quota and self._tenancy is not None:
-                await self._store.delete(name, record.id)  # it was one too many
-                self._tenancy.check_queued_operations(tenant, queued - 1)
+        try:
+            # The store checks the quota and inserts in one step (a retried submit gets its
+            # operation back even at the quota), so concurrent submits never pass it together.
+            record, created = await self._store.submit(
+                name,
+                request_id,
+                request.spec.SerializeToString(),
+                carrier,
+                max_queued=self._config.max_queued,
+                tenant_max_queued=quota,
+            )
+        except TenantQueueFull as full:
+            if tenant is not None and self._tenancy is not None:
+                self._tenancy.check_queued_operations(tenant, full.queued)  # raises QuotaExceeded
+            raise
         caller.note(resource=record.name)
         if created:
             self._metrics.operations_submitted.inc()

@@ -35,36 +35,13 @@ from codebeaker.server.operations.store import (
     QueueFull,
     QueueStats,
     StoreUnavailable,
+    TenantQueueFull,
     operation_not_found,
 )
 
 T = TypeVar("T")
 DATABASE = "operations.sqlite3"
 QUEUE_FULL_RETRY = 1.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS operations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    tenant TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    spec BLOB NOT NULL,
-    trace_context TEXT NOT NULL,
-    create_time REAL NOT NULL,
-    start_time REAL,
-    end_time REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    result BLOB,
-    error BLOB,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    worker TEXT NOT NULL DEFAULT '',
-    lease_expires REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS operations_request
-    ON operations (tenant, request_id) WHERE request_id != '';
-CREATE INDEX IF NOT EXISTS operations_state ON operations (state, seq);
-CREATE INDEX IF NOT EXISTS operations_tenant ON operations (tenant, seq);
-"""
 
 
 class SqliteOperationStore:
@@ -94,10 +71,12 @@ class SqliteOperationStore:
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             if fresh:
                 os.chmod(self._path, 0o600)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
+            try:
+                db.execute("PRAGMA busy_timeout=5000")
+                sqlite_rows.set_up(db)
+            except BaseException:
+                db.close()
+                raise
             self._db = db
         return self._db
 
@@ -136,6 +115,7 @@ class SqliteOperationStore:
         trace_context: Mapping[str, str],
         *,
         max_queued: int,
+        tenant_max_queued: int | None = None,
     ) -> tuple[OperationRecord, bool]:
         now = self._clock()
         new_id = uuid.uuid4().hex
@@ -148,6 +128,13 @@ class SqliteOperationStore:
                 ).fetchone()
                 if row is not None:
                     return sqlite_rows.record(row), False
+            if tenant_max_queued is not None:
+                (mine,) = db.execute(
+                    "SELECT count(*) FROM operations WHERE tenant = ? AND state = 'QUEUED'",
+                    (tenant,),
+                ).fetchone()
+                if mine >= tenant_max_queued:
+                    raise TenantQueueFull(tenant, int(mine))
             if max_queued > 0:
                 (depth,) = db.execute(
                     "SELECT count(*) FROM operations WHERE state = 'QUEUED'"
@@ -162,12 +149,12 @@ class SqliteOperationStore:
                 "create_time) VALUES (?, ?, ?, 'QUEUED', ?, ?, ?)",
                 (new_id, tenant, request_id, spec, json.dumps(dict(trace_context)), now),
             )
-            return _get(db, tenant, new_id), True
+            return sqlite_rows.get(db, tenant, new_id), True
 
         return await self._run(work)
 
     async def get(self, tenant: str, id: str) -> OperationRecord:
-        return await self._run(lambda db: _get(db, tenant, id))
+        return await self._run(lambda db: sqlite_rows.get(db, tenant, id))
 
     async def list(
         self,
@@ -208,7 +195,7 @@ class SqliteOperationStore:
         now = self._clock()
 
         def work(db: sqlite3.Connection) -> tuple[OperationRecord | None, int]:
-            expired = _reclaim_expired(db, now, max_attempts)
+            expired = sqlite_rows.reclaim_expired(db, now, max_attempts)
             row = db.execute(
                 "SELECT id FROM operations WHERE state = 'QUEUED' ORDER BY seq LIMIT 1"
             ).fetchone()
@@ -219,7 +206,7 @@ class SqliteOperationStore:
                 "lease_expires = ?, start_time = ? WHERE id = ?",
                 (worker, now + lease_seconds, now, row[0]),
             )
-            return _get_any(db, row[0]), expired
+            return sqlite_rows.get_any(db, row[0]), expired
 
         record, expired = await self._run(work)
         self._lease_expiries += expired
@@ -236,7 +223,7 @@ class SqliteOperationStore:
                 "WHERE id = ? AND worker = ? AND state = 'RUNNING'",
                 (now + lease_seconds, id, worker),
             ).rowcount
-            return _get_any(db, id) if changed else None
+            return sqlite_rows.get_any(db, id) if changed else None
 
         return await self._run(work)
 
@@ -301,7 +288,7 @@ class SqliteOperationStore:
         now = self._clock()
 
         def work(db: sqlite3.Connection) -> OperationRecord:
-            record = _get(db, tenant, id)
+            record = sqlite_rows.get(db, tenant, id)
             if record.state is OperationState.QUEUED:
                 db.execute(
                     "UPDATE operations SET state = 'CANCELLED', end_time = ? WHERE id = ?",
@@ -309,7 +296,7 @@ class SqliteOperationStore:
                 )
             elif record.state is OperationState.RUNNING:
                 db.execute("UPDATE operations SET cancel_requested = 1 WHERE id = ?", (id,))
-            return _get(db, tenant, id)
+            return sqlite_rows.get(db, tenant, id)
 
         record = await self._run(work)
         self._notify()
@@ -388,42 +375,3 @@ class SqliteOperationStore:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
-
-
-def _reclaim_expired(db: sqlite3.Connection, now: float, max_attempts: int) -> int:
-    """RUNNING records whose lease ran out: CANCELLED if asked, FAILED after max_attempts
-    claims, else QUEUED again (keeping their attempts). How many there were."""
-    expired = db.execute(
-        "SELECT id, attempts, cancel_requested FROM operations "
-        "WHERE state = 'RUNNING' AND lease_expires < ?",
-        (now,),
-    ).fetchall()
-    for id, attempts, cancel_requested in expired:
-        if cancel_requested:
-            state = "CANCELLED"
-        elif attempts >= max_attempts:
-            state = "FAILED"
-        else:
-            state = "QUEUED"
-        db.execute(
-            "UPDATE operations SET state = ?, worker = '', lease_expires = NULL, "
-            "end_time = CASE WHEN ? = 'QUEUED' THEN NULL ELSE ? END WHERE id = ?",
-            (state, state, now, id),
-        )
-    return len(expired)
-
-
-def _get(db: sqlite3.Connection, tenant: str, id: str) -> OperationRecord:
-    row = db.execute(
-        f"SELECT {COLUMNS} FROM operations WHERE tenant = ? AND id = ?", (tenant, id)
-    ).fetchone()
-    if row is None:
-        raise operation_not_found(id)
-    return sqlite_rows.record(row)
-
-
-def _get_any(db: sqlite3.Connection, id: str) -> OperationRecord:
-    row = db.execute(f"SELECT {COLUMNS} FROM operations WHERE id = ?", (id,)).fetchone()
-    if row is None:
-        raise operation_not_found(id)
-    return sqlite_rows.record(row)

@@ -32,6 +32,7 @@ __all__ = [
     "QueueFull",
     "QueueStats",
     "StoreUnavailable",
+    "TenantQueueFull",
     "operation_not_found",
 ]
 
@@ -95,6 +96,16 @@ class QueueFull(CapacityExhausted):
     reason = Reason.QUEUE_FULL
 
 
+class TenantQueueFull(QueueFull):
+    """The tenant has `queued` operations QUEUED, its queued-operations quota (the server
+    answers with the tenant's QuotaExceeded)."""
+
+    def __init__(self, tenant: str, queued: int) -> None:
+        super().__init__(f"tenant {tenant!r} has {queued} operations queued", 1.0)
+        self.tenant = tenant
+        self.queued = queued
+
+
 class StoreUnavailable(Unavailable):
     """The operation store cannot be reached (Redis down, the database unwritable)."""
 
@@ -117,10 +128,14 @@ class OperationStore(Protocol):
         trace_context: Mapping[str, str],
         *,
         max_queued: int,
+        tenant_max_queued: int | None = None,
     ) -> tuple[OperationRecord, bool]:
         """A new QUEUED record and True; or, for a (tenant, request_id) seen while that record is
-        retained (request_id != ""), the earlier record and False. More than `max_queued` QUEUED
-        (all tenants) → QueueFull; max_queued <= 0 means no limit."""
+        retained (request_id != ""), the earlier record and False (whatever the limits: a retry
+        is not more work). `max_queued` or more QUEUED (all tenants) → QueueFull; max_queued <= 0
+        means no limit. `tenant_max_queued` or more of the tenant's QUEUED → TenantQueueFull;
+        None means no limit. The checks and the insert are one atomic step, so concurrent
+        submits (on any server sharing the store) never pass a limit together."""
         ...
 
     async def get(self, tenant: str, id: str) -> OperationRecord:

@@ -24,6 +24,7 @@ from codebeaker.server.operations.store import (
     OperationState,
     OperationStore,
     QueueFull,
+    TenantQueueFull,
 )
 from tests.redis_server import RedisServer, redis_server
 from tests.unit.operation_stores import SPEC, TRACE, eventually, redis_store
@@ -152,6 +153,52 @@ async def test_max_queued_refuses_more_with_a_retry_hint(store: OperationStore) 
     await store.submit("", "", SPEC, TRACE, max_queued=2)
     assert (await store.stats()).depth == 2
     await store.submit("", "", SPEC, TRACE, max_queued=0)  # 0: no limit
+
+
+async def test_the_tenants_quota_refuses_more_of_its_own(store: OperationStore) -> None:
+    first, _ = await store.submit("acme", "r-1", SPEC, TRACE, max_queued=0, tenant_max_queued=2)
+    await store.submit("acme", "", SPEC, TRACE, max_queued=0, tenant_max_queued=2)
+    with pytest.raises(TenantQueueFull) as refused:
+        await store.submit("acme", "r-2", SPEC, TRACE, max_queued=0, tenant_max_queued=2)
+    assert (refused.value.tenant, refused.value.queued) == ("acme", 2)
+    assert isinstance(refused.value, QueueFull) and refused.value.retry_after > 0
+    again, created = await store.submit(
+        "acme", "r-1", SPEC, TRACE, max_queued=0, tenant_max_queued=2
+    )
+    assert again.id == first.id and not created  # a retry of a queued one is not more work
+    _, created = await store.submit("beta", "", SPEC, TRACE, max_queued=0, tenant_max_queued=2)
+    assert created  # another tenant's own count
+    assert await store.count_queued("acme") == 2
+    with pytest.raises(TenantQueueFull):  # the refused request id was not kept
+        await store.submit("acme", "r-2", SPEC, TRACE, max_queued=0, tenant_max_queued=2)
+    await claim(store)  # running ones do not count
+    await store.submit("acme", "r-2", SPEC, TRACE, max_queued=0, tenant_max_queued=2)
+    await store.submit("acme", "", SPEC, TRACE, max_queued=0)  # None: no limit
+    assert await store.count_queued("acme") == 3
+    with pytest.raises(TenantQueueFull) as none_allowed:
+        await store.submit("beta", "", SPEC, TRACE, max_queued=0, tenant_max_queued=0)
+    assert none_allowed.value.queued == 1
+
+
+async def test_concurrent_submits_never_pass_the_tenants_quota_together(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [store_factory(), store_factory()]  # two servers on one store
+
+    async def one(n: int) -> bool:
+        try:
+            _, created = await stores[n % 2].submit(
+                "acme", f"r-{n}", SPEC, TRACE, max_queued=0, tenant_max_queued=3
+            )
+        except TenantQueueFull:
+            return False
+        return created
+
+    created = await asyncio.gather(*(one(n) for n in range(20)))
+    assert sum(created) == 3
+    assert await stores[0].count_queued("acme") == 3
+    page, _ = await stores[1].list("acme", states=None, page_size=50, page_token="")
+    assert len(page) == 3
 
 
 async def test_claim_takes_the_oldest_and_leases_it(store: OperationStore) -> None:

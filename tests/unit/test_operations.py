@@ -4,6 +4,7 @@ worker count changed at run time, hand-back on stop, direct calls beside a deep 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -309,3 +310,50 @@ async def test_tenants_see_only_their_own_and_the_queued_quota(tmp_path: Path) -
             operations_pb2.ListOperationsRequest(name="operations"), metadata=b
         )
         assert [o.name for o in listed.operations] == [theirs.name]
+
+
+async def test_concurrent_submits_with_request_ids_stay_within_the_tenants_quota(
+    tmp_path: Path,
+) -> None:
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(
+        f'[tenants.a]\napi_key_sha256 = ["{_digest("key-a")}"]\nmax_queued_operations = 2\n'
+    )
+    async with queue_server(tmp_path / "state", queue_workers=0, tenants=str(tenants)) as q:
+        a = (("authorization", "Bearer key-a"),)
+        spec = pb.ExecutionSpec(language="python", source=b"out a")
+
+        async def submit(n: int) -> grpc.StatusCode:
+            request = pb.SubmitExecutionRequest(spec=spec, request_id=f"r-{n}")
+            try:
+                await q.server.stub.SubmitExecution(request, metadata=a)
+            except aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        codes = await asyncio.gather(*(submit(n) for n in range(8)))
+        assert sorted(codes, key=str) == sorted(
+            [grpc.StatusCode.OK] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 6, key=str
+        )
+        listed = await q.operations.ListOperations(
+            operations_pb2.ListOperationsRequest(name="operations"), metadata=a
+        )
+        assert len(listed.operations) == 2  # none stored then deleted, none over the quota
+        with pytest.raises(aio.AioRpcError) as refused:
+            await q.server.stub.SubmitExecution(
+                pb.SubmitExecutionRequest(spec=spec, request_id="late"), metadata=a
+            )
+        info = _error_info(refused.value)
+        assert (info.reason, dict(info.metadata)) == (
+            "QUOTA_EXCEEDED", {"tenant": "a", "quota": "max_queued_operations"},
+        )  # fmt: skip
+
+
+def _error_info(error: BaseException) -> error_details_pb2.ErrorInfo:
+    assert isinstance(error, aio.AioRpcError)
+    for detail in rpc_status.from_call(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {error}")
