@@ -84,7 +84,9 @@ class WorkerPool:
         self._running: dict[str, asyncio.Task[RunOutcome | HandBack]] = {}
         self._handing_back: set[str] = set()
         self._held = 0
-        self._wake = asyncio.Event()  # set (and replaced) by every wake()
+        # The idle workers' own wake-up events, by worker index: wake() sets one of them, so a
+        # submit or a freed slot brings one claim, not one per idle worker.
+        self._idlers: dict[int, asyncio.Event] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._next_index = 0
@@ -98,9 +100,16 @@ class WorkerPool:
         self.resize(self.settings.workers)
 
     def wake(self) -> None:
-        """A job may be waiting (a submit, a slot freed): idle workers claim now."""
-        self._wake.set()
-        self._wake = asyncio.Event()
+        """A job may be waiting (a submit, a slot freed): one idle worker claims now (the rest
+        would find nothing, and their claims would only delay the store's other calls)."""
+        for signal in self._idlers.values():  # the one idle longest first
+            if not signal.is_set():
+                signal.set()
+                return
+
+    def _wake_all(self) -> None:
+        for signal in self._idlers.values():
+            signal.set()
 
     def resize(self, workers: int) -> None:
         """`workers` claiming loops from now on; surplus ones end after their current job."""
@@ -115,12 +124,12 @@ class WorkerPool:
             index = self._next_index
             self._next_index += 1
             self._tasks[index] = asyncio.create_task(self._work(index))
-        self.wake()
+        self._wake_all()  # new ones claim, surplus ones see they are done
 
     async def stop(self, grace: float) -> None:
         """Claim nothing more; running jobs get `grace` seconds, the rest are handed back."""
         self._stopping = True
-        self.wake()
+        self._wake_all()
         tasks = [*self._tasks.values(), *(task for task in self._retiring if not task.done())]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=max(grace, 0.0))
@@ -137,10 +146,17 @@ class WorkerPool:
     def _wanted(self, index: int) -> bool:
         return not self._stopping and index in self._tasks
 
+    def _idle_from_now(self, index: int) -> asyncio.Event:
+        """This worker's wake-up event, fresh, last in line: taken before it looks at the queue,
+        so a wake while it looks returns its idle at once."""
+        self._idlers.pop(index, None)
+        signal = self._idlers[index] = asyncio.Event()
+        return signal
+
     @staticmethod
     async def _idle(signal: asyncio.Event, seconds: float) -> None:
-        """Until `signal` (the wake event as it was before the last look at the queue: a wake
-        since then returns at once) or `seconds`."""
+        """Until `signal` (the worker's wake-up event: a wake since it was taken returns at
+        once) or `seconds`."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await signal.wait()
@@ -150,9 +166,15 @@ class WorkerPool:
         return self._held < self.settings.slots and free
 
     async def _work(self, index: int) -> None:
+        try:
+            await self._claim_and_run(index)
+        finally:
+            self._idlers.pop(index, None)
+
+    async def _claim_and_run(self, index: int) -> None:
         backoff = 0.0
         while self._wanted(index):
-            signal = self._wake
+            signal = self._idle_from_now(index)
             if not self._has_room():
                 await self._idle(signal, IDLE_POLL)
                 continue
@@ -175,6 +197,7 @@ class WorkerPool:
                 else:
                     backoff = 0.0
                 if record is not None:
+                    self._idlers.pop(index, None)  # busy: wakes go to idle workers
                     retry_after = await self._execute(record)
                     if retry_after:
                         await self._idle(asyncio.Event(), retry_after)  # a pause, not a wait
