@@ -108,11 +108,13 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker proto-deps
 	BUF=$(BIN)/buf PROTO_DEPS=$(PROTO_DEPS) scripts/buf-breaking.sh
 
 # Speed against the bare interpreter, the raw engine and peers, in one run;
-# then every language's hello world, cold and warm, against its own toolchain.
+# then every language's hello world, cold and warm, against its own toolchain; then the
+# queue (SubmitExecution + Operations) against Execute on the same server, embedded and Redis.
 bench: $(STAMP) images
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.languages
+	$(BIN)/python -m bench.operations
 
 clean:
 	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
