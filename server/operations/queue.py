@@ -104,6 +104,7 @@ class Queue:
         if control.settings_stamp(self.state_dir) != self._settings_seen:
             self.reload()
         try:
+            await self.store.ping()  # the store's own health (Redis: warns once if not durable)
             stats = await self.store.stats()
             now = self._clock()
             if now - self._last_expiry >= min(60.0, self.config.result_ttl / 4):

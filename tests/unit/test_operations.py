@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from pathlib import Path
 
 import grpc
@@ -19,6 +20,7 @@ from grpc_status import rpc_status  # type: ignore[import-untyped, unused-ignore
 
 from codebeaker.server.operations import control
 from codebeaker.v1 import execution_pb2 as pb
+from tests.redis_server import free_port, redis_server
 from tests.unit.conftest import status_of
 from tests.unit.fake_sandbox import FakeSandbox
 from tests.unit.operations_helpers import metadata, queue_server, response
@@ -265,6 +267,39 @@ async def test_an_unusable_store_is_unavailable_and_not_ready(tmp_path: Path) ->
         health = health_pb2_grpc.HealthStub(q.server.channel)
         check = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_a_password_in_the_redis_url_is_never_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "s3cret-pw-in-url"
+    url = f"redis://bench:{password}@127.0.0.1:{free_port()}/3"  # nothing listens there
+    async with queue_server(tmp_path / "state", queue=url) as q:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await q.submit("out x")
+        assert status_of(refused.value) == grpc.StatusCode.UNAVAILABLE
+        assert "127.0.0.1" in str(refused.value.details())
+        await q.server.app.queue.housekeeping()
+        problem = q.server.app.queue.problem or ""
+        assert "127.0.0.1" in problem
+        assert "127.0.0.1" in caplog.text  # the warnings name where, not who
+        shown = [str(refused.value.details()), problem, caplog.text]
+        assert [text for text in shown if password in text or "bench:" in text] == []
+
+
+async def test_a_redis_without_an_append_only_file_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with redis_server(appendonly=False) as redis:
+        async with queue_server(tmp_path / "state", queue=redis.url) as q:
+            await q.server.app.queue.housekeeping()  # what the server does every second
+            assert q.server.app.queue.problem is None
+            warned = [r for r in caplog.records if "append-only file" in r.getMessage()]
+            assert len(warned) == 1 and "appendonly yes" in warned[0].getMessage()
+            await q.server.app.queue.housekeeping()
+            again = [r for r in caplog.records if "append-only file" in r.getMessage()]
+            assert len(again) == 1  # once per server
 
 
 async def test_reflection_lists_the_operations_service(tmp_path: Path) -> None:
