@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -179,10 +180,8 @@ def latency(
     return out
 
 
-def burst_queue(
-    caller: Caller, logs: list[Path], *, jobs: int, callers: int, tag: str
-) -> dict[str, object]:
-    """`jobs` submitted at once by `callers` threads, then collected; counted twice."""
+def burst_queue(caller: Caller, *, jobs: int, callers: int, tag: str) -> Burst:
+    """`jobs` submitted at once by `callers` threads, then collected and checked."""
     began = time.time()
     with ThreadPoolExecutor(callers) as pool:
         names = list(pool.map(lambda n: caller.submit(f"{tag}-{n}"), range(jobs)))
@@ -197,27 +196,40 @@ def burst_queue(
         except RuntimeError:
             bad += 1
     metas = [_metadata(op) for op in done]
-    counts = [count_log(path, set(names)) for path in logs]
-    started: Counter[str] = Counter()
-    succeeded: Counter[str] = Counter()
-    for count in counts:
-        started.update(count.started)
-        succeeded.update(count.succeeded)
-    return {
+    found: dict[str, object] = {
         "jobs": jobs,
         "distinct_operations": len(set(names)),
         "succeeded_with_hello": jobs - bad,
         "attempts_not_1": sum(1 for m in metas if m.attempts != 1),
         "distinct_execution_ids": len({m.execution_id for m in metas}),
-        "log_started_once": sum(1 for name in names if started[name] == 1),
-        "log_started_more_than_once": sum(1 for name in names if started[name] > 1),
-        "log_succeeded_once": sum(1 for name in names if succeeded[name] == 1),
-        "log_other_ends": sum(sum(c.other_ends.values()) for c in counts),
-        "log_handed_back": sum(c.handed_back for c in counts),
-        "started_by_server": [sum(c.started.values()) for c in counts],
         "submit_seconds": round(submitted, 3),
         "total_seconds": round(max(ended) - began, 3),
     }
+    return Burst(found, set(names))
+
+
+@dataclass
+class Burst:
+    found: dict[str, object]
+    names: set[str]
+
+    def counted(self, logs: list[Path]) -> dict[str, object]:
+        """The figures with the servers' logs counted: read once the servers stopped (a
+        waiter may have its answer before the finishing server wrote its line)."""
+        counts = [count_log(path, self.names) for path in logs]
+        started: Counter[str] = Counter()
+        succeeded: Counter[str] = Counter()
+        for count in counts:
+            started.update(count.started)
+            succeeded.update(count.succeeded)
+        return self.found | {
+            "log_started_once": sum(1 for name in self.names if started[name] == 1),
+            "log_started_more_than_once": sum(1 for name in self.names if started[name] > 1),
+            "log_succeeded_once": sum(1 for name in self.names if succeeded[name] == 1),
+            "log_other_ends": sum(sum(c.other_ends.values()) for c in counts),
+            "log_handed_back": sum(c.handed_back for c in counts),
+            "started_by_server": [sum(c.started.values()) for c in counts],
+        }
 
 
 def burst_execute(caller: Caller, *, jobs: int, callers: int) -> dict[str, object]:
@@ -281,14 +293,13 @@ def one_store(args: argparse.Namespace, store: str, queue: str, run_id: str) -> 
                 execute = burst_execute(caller, jobs=args.jobs, callers=args.callers)
                 server.wait_for_pool(args.pool_size, 60.0)
                 say(f"{store}: {args.jobs} submitted at once")
-                queued = burst_queue(
-                    caller, [log], jobs=args.jobs, callers=args.callers, tag=f"burst-{store}"
-                )
-                ratio = float(str(queued["total_seconds"])) / float(str(execute["total_seconds"]))
-                found["burst"] = {"execute": execute, "queue": queued, "ratio": round(ratio, 3)}
-                return found
+                burst = burst_queue(caller, jobs=args.jobs, callers=args.callers, tag=store)
             finally:
                 caller.close()
+    queued = burst.counted([log])
+    ratio = float(str(queued["total_seconds"])) / float(str(execute["total_seconds"]))
+    found["burst"] = {"execute": execute, "queue": queued, "ratio": round(ratio, 3)}
+    return found
 
 
 def split(args: argparse.Namespace, redis: RedisProcess, run_id: str) -> dict[str, object]:
@@ -321,14 +332,13 @@ def split(args: argparse.Namespace, redis: RedisProcess, run_id: str) -> dict[st
             caller = Caller(servers[0].address)
             try:
                 say(f"split: {args.split_jobs} submitted to one of two servers")
-                return burst_queue(
-                    caller, logs, jobs=args.split_jobs, callers=args.callers, tag="split"
-                )
+                burst = burst_queue(caller, jobs=args.split_jobs, callers=args.callers, tag="split")
             finally:
                 caller.close()
         finally:
             for server in servers:
                 server.stop()
+    return burst.counted(logs)
 
 
 def say(text: str) -> None:
