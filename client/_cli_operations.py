@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import TypeAlias
 from codebeaker.client import _cli_run
 from codebeaker.client._cli_connect import open_client
 from codebeaker.client._cli_report import relay
-from codebeaker.client._cli_support import PROG, CliError, say
+from codebeaker.client._cli_support import EXIT_INTERRUPTED, PROG, CliError, say
 from codebeaker.client._operation_convert import operation_name
 from codebeaker.client.operation import Operation
 from codebeaker.client.types import Finished, OperationState
@@ -122,9 +123,22 @@ def submit_files(args: argparse.Namespace) -> int:
 
 def wait_for(args: argparse.Namespace) -> int:
     name = _name(args.name)
-    with open_client(args) as client:
+    client = open_client(args)
+    try:
         operation = client.get_operation(name)
         result = operation.wait(timeout=args.timeout)
+    except KeyboardInterrupt:
+        # Out at once, closing nothing: grpc drains a channel's calls when it is
+        # closed or collected, and after a Ctrl-C during a unary call that drain
+        # now and then waits forever (seen under load; cf. grpc/grpc#19973). Nothing
+        # is half-written yet and the server needs nothing from us: the operation
+        # goes on.
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    except BaseException:
+        client.close()
+        raise
+    client.close()
     if args.verbose:
         say(_times(operation))
     relay([Finished(result)], verbose=args.verbose, show_case_output=args.show_output)
