@@ -156,7 +156,7 @@ class OperationStore(Protocol):
         ...
 
     async def count_queued(self, tenant: str) -> int:
-        """The tenant's QUEUED records (for its queued-operations quota)."""
+        """The tenant's QUEUED records (what submit's tenant_max_queued counts)."""
         ...
 
     async def claim(
