@@ -325,8 +325,9 @@ class OperationState(enum.StrEnum):
     """Where a submitted execution is (`codebeaker.v1.ExecutionState`).
 
     QUEUED, then RUNNING, then one of the final three; QUEUED may go straight to
-    CANCELLED. A job whose server died while running it is QUEUED again (and
-    its `attempts` count goes on) until another server claims it.
+    CANCELLED. A job whose server died while running it stays RUNNING until its
+    lease runs out and a server claims it again (`attempts` counts the claims);
+    one a server hands back when it stops is QUEUED again.
     """
 
     UNSPECIFIED = "UNSPECIFIED"
