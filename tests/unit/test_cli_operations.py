@@ -20,9 +20,9 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from codebeaker.v1 import execution_pb2 as pb
+from tests.unit.cli_environment import environment
 from tests.unit.fake_operations import FakeQueue, serve_queue
 from tests.unit.fake_service import NOT_UTF8, ScriptedService, serve
-from tests.unit.test_cli import environment
 
 CLIENT_ONLY = [sys.executable, "-m", "codebeaker.client"]
 CONSOLE_SCRIPT = [str(Path(sys.executable).parent / "codebeaker")]

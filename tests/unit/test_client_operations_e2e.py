@@ -28,11 +28,11 @@ from codebeaker.client import (
     UnavailableError,
 )
 from tests.spans import wait_for_spans
+from tests.unit.cli_environment import environment
 from tests.unit.conftest import start_server
 from tests.unit.fake_sandbox import FakeSandbox
 from tests.unit.operation_stores import eventually
 from tests.unit.operations_helpers import Queued, config_for, queue_server
-from tests.unit.test_cli import environment
 
 OPERATIONS = "google.longrunning.Operations"
 
