@@ -146,7 +146,7 @@ def list_runtimes(args: argparse.Namespace) -> int:
 def _command_of(arguments: Sequence[str]) -> str | None:
     """The subcommand's name (no top-level option takes a value).
 
-    Knowing it early lets `run` and `runtimes` skip importing the server.
+    Knowing it early lets the client commands skip importing the server.
     """
     return next((a for a in arguments if not a.startswith("-")), None)
 
