@@ -13,8 +13,11 @@ METRICS_ADDRESS ?= 127.0.0.1:9464
 PROTO_DIR := proto
 PROTO_OUT := proto/codebeaker/v1
 PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
+# The googleapis .proto files ours import (google.longrunning, google.rpc, google.api),
+# as symlinks into the venv's googleapis-common-protos: never copied into the repository.
+PROTO_DEPS := build/proto-deps
 
-.PHONY: venv engine test-tools constraints proto proto-check images readme run test \
+.PHONY: venv engine test-tools constraints proto proto-deps proto-check images readme run test \
 	test-unit lint bench clean FORCE
 
 venv: $(STAMP)
@@ -51,9 +54,12 @@ test-tools:
 	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/ensure-test-tools.sh; \
 	else bash scripts/ensure-test-tools.sh || echo "make test: the tests that need them will skip"; fi
 
+proto-deps: $(STAMP)
+	$(BIN)/python -m tools.proto_deps $(PROTO_DIR) $(PROTO_DEPS)
+
 # Regenerate the Python stubs (messages, gRPC, typed .pyi) beside the .proto files.
-proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) \
+proto: proto-deps
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) -I$(PROTO_DEPS) \
 		--python_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) \
 		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=$(PROTO_DIR) \
 		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=$(PROTO_DIR) \
@@ -91,22 +97,24 @@ $(TYPECHECK)/codebeaker:
 	ln -sfn ../../client $@/client
 	ln -sfn ../../proto/codebeaker/v1 $@/v1
 
-lint: $(STAMP) $(TYPECHECK)/codebeaker
+lint: $(STAMP) $(TYPECHECK)/codebeaker proto-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p codebeaker.server -p codebeaker.runtimes -p codebeaker.client
 	$(BIN)/mypy tests bench tools
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/buf lint
-	$(BIN)/buf format --diff --exit-code
-	BUF=$(BIN)/buf scripts/buf-breaking.sh
+	$(BIN)/buf lint $(PROTO_DIR)
+	$(BIN)/buf format $(PROTO_DIR) --diff --exit-code
+	BUF=$(BIN)/buf PROTO_DEPS=$(PROTO_DEPS) scripts/buf-breaking.sh
 
 # Speed against the bare interpreter, the raw engine and peers, in one run;
-# then every language's hello world, cold and warm, against its own toolchain.
+# then every language's hello world, cold and warm, against its own toolchain; then the
+# queue (SubmitExecution + Operations) against Execute on the same server, embedded and Redis.
 bench: $(STAMP) images
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.languages
+	$(BIN)/python -m bench.operations
 
 clean:
 	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -18,9 +18,15 @@ server.
             test_cases=[TestCase("1 2\\n", expected_stdout="3\\n")],
         )
         print(judged.status, f"{judged.test_cases_passed}/{len(judged.test_cases)} passed")
+
+        # Queued on the server, collected later (here or by name from anywhere).
+        operation = client.submit("python", "print('later')", request_id="job-17")
+        print(operation.name, operation.state)
+        print(client.get_operation(operation.name).wait(timeout=60).stdout)
 """
 
 from codebeaker.client.aio import AsyncClient, AsyncExecutionStream
+from codebeaker.client.aio_operation import AsyncOperation
 from codebeaker.client.errors import (
     CodeBeakerError,
     DeadlineExceededError,
@@ -34,7 +40,9 @@ from codebeaker.client.errors import (
     ServiceError,
     UnauthenticatedError,
     UnavailableError,
+    WaitTimeoutError,
 )
+from codebeaker.client.operation import Operation
 from codebeaker.client.sync import Client, ExecutionStream
 from codebeaker.client.types import (
     Comparison,
@@ -46,6 +54,8 @@ from codebeaker.client.types import (
     Finished,
     Limit,
     Limits,
+    OperationMetadata,
+    OperationState,
     Output,
     OutputFile,
     OutputFileStatus,
@@ -63,6 +73,7 @@ from codebeaker.client.types import (
 __all__ = [
     "AsyncClient",
     "AsyncExecutionStream",
+    "AsyncOperation",
     "Client",
     "CodeBeakerError",
     "Comparison",
@@ -81,6 +92,9 @@ __all__ = [
     "Limit",
     "Limits",
     "NotFoundError",
+    "Operation",
+    "OperationMetadata",
+    "OperationState",
     "Output",
     "OutputFile",
     "OutputFileStatus",
@@ -98,4 +112,5 @@ __all__ = [
     "TestCase",
     "UnauthenticatedError",
     "UnavailableError",
+    "WaitTimeoutError",
 ]

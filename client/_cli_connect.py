@@ -1,6 +1,6 @@
 """The client commands' connection options, and the `Client` they open.
 
-`run` and `runtimes` share one parent parser (address, deadline, TLS, mTLS,
+The client commands share one parent parser (address, deadline, TLS, mTLS,
 token), so both connect alike; the PEM files are read here, before any call,
 so an unreadable one is a usage error naming the flag rather than a failure
 deep in grpc. The token is never echoed: not as a help default, not in a
@@ -17,20 +17,17 @@ from codebeaker.client._settings import ADDRESS_ENV, TOKEN_ENV, default_address
 from codebeaker.client.sync import Client
 
 
-def connection_parser() -> argparse.ArgumentParser:
-    """A parent parser holding every connection option."""
+def connection_parser(
+    timeout_help: str = "deadline of each call to the server (default: none)",
+) -> argparse.ArgumentParser:
+    """A parent parser holding every connection option (`wait` words --timeout its way)."""
     connection = argparse.ArgumentParser(add_help=False)
     connection.add_argument(
         "--address",
         default=default_address(),
         help=f"server address (default: %(default)s, from ${ADDRESS_ENV} if set)",
     )
-    connection.add_argument(
-        "--timeout",
-        type=parse_seconds,
-        metavar="S",
-        help="deadline of each call to the server (default: none)",
-    )
+    connection.add_argument("--timeout", type=parse_seconds, metavar="S", help=timeout_help)
     connection.add_argument(
         "--tls",
         action="store_true",

@@ -12,10 +12,12 @@ live in `_cli_report`, local file handling in `_cli_files`.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from codebeaker.client._cli_connect import open_client
 from codebeaker.client._cli_files import (
+    Program,
     parse_case,
     read_cases,
     read_program,
@@ -30,7 +32,14 @@ from codebeaker.client._cli_support import (
     parse_seconds,
     parse_size,
 )
-from codebeaker.client.types import Comparison, Limits, Runtime
+from codebeaker.client.sync import Client
+from codebeaker.client.types import (
+    Comparison,
+    ExecutionOptions,
+    ExecutionResult,
+    Limits,
+    Runtime,
+)
 
 # Extensions the servers' default file names (main.cpp, Main.java, ...) do not
 # cover, or cover only for some; used only for languages the server has.
@@ -57,6 +66,15 @@ COMPARISONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`run`'s options: the program's, then how its result is shown."""
+    add_program_arguments(parser)
+    add_display_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_program_arguments(parser: argparse.ArgumentParser) -> None:
+    """What describes the program (FILE..., language, stdin, limits, cases, outputs);
+    `run` and `submit` share them."""
     parser.add_argument(
         "files",
         nargs="+",
@@ -117,11 +135,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="exact",
         help="how stdout is compared with OUT (default: %(default)s)",
     )
-    judging.add_argument(
-        "--show-output",
-        action="store_true",
-        help="pass each case's stdout and stderr through (default: one line per case)",
-    )
     outputs = parser.add_argument_group("output files")
     outputs.add_argument(
         "--output",
@@ -132,20 +145,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="copy this file (a glob: * and ? do not cross /) back from the sandbox; "
         "repeat for more",
     )
-    outputs.add_argument(
+    parser.set_defaults(program_args=[])
+
+
+def add_display_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a result is shown and where its files go; `run` and `wait` share them."""
+    shown = parser.add_argument_group("showing the result")
+    shown.add_argument(
+        "--show-output",
+        action="store_true",
+        help="with test cases: pass each case's stdout and stderr through "
+        "(default: one line per case)",
+    )
+    shown.add_argument(
         "--output-dir",
         default=".",
         metavar="DIR",
         help="where --output files are written, never outside it (default: the current "
         "directory; with --case, DIR/case-N/)",
     )
-    parser.add_argument(
+    shown.add_argument(
         "-v", "--verbose", action="store_true", help="report the execution id, times and memory"
     )
-    parser.set_defaults(handler=run, program_args=[])
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class ProgramRequest:
+    """The program and its options as read from the command line and local files."""
+
+    program: Program
+    options: ExecutionOptions
+
+    @property
+    def cases(self) -> int:
+        return len(list(self.options.get("test_cases", ())))
+
+    def language(self, args: argparse.Namespace, client: Client) -> str:
+        """`--language`, else what the first FILE's extension says (asks the server)."""
+        language: str = args.language or infer_language(client.runtimes(), self.program.first)
+        return language
+
+
+def read_request(args: argparse.Namespace) -> ProgramRequest:
+    """Every local file read and every option checked before the server is asked."""
     program = read_program(args.files)
     cases = read_cases(args.cases, COMPARISONS[args.compare])
     if cases and args.stdin is not None:
@@ -166,28 +208,38 @@ def run(args: argparse.Namespace) -> int:
         if args.compile_time is not None
         else None
     )
+    options = ExecutionOptions(
+        files=program.files,
+        entrypoint=program.entrypoint,
+        stdin=stdin,
+        args=[*args.arg, *args.program_args],
+        env=dict(args.env),
+        limits=limits,
+        compile_limits=compile_limits,
+        output_files=list(args.outputs),
+        test_cases=cases,
+        version=args.language_version,
+    )
+    return ProgramRequest(program, options)
+
+
+def run(args: argparse.Namespace) -> int:
+    request = read_request(args)
     with open_client(args) as client:
-        language = args.language or infer_language(client.runtimes(), program.first)
         stream = client.stream(
-            language,
-            program.source,
-            files=program.files,
-            entrypoint=program.entrypoint,
-            stdin=stdin,
-            args=[*args.arg, *args.program_args],
-            env=dict(args.env),
-            limits=limits,
-            compile_limits=compile_limits,
-            output_files=args.outputs,
-            test_cases=cases,
-            version=args.language_version,
+            request.language(args, client), request.program.source, **request.options
         )
         # Leaving this block early (Ctrl-C, a closed pipe) cancels the RPC.
         with stream:
             result = relay(stream, verbose=args.verbose, show_case_output=args.show_output)
+    return conclude(result, request.cases, args)
+
+
+def conclude(result: ExecutionResult, cases: int, args: argparse.Namespace) -> int:
+    """After the output was shown: files saved under --output-dir, the exit code decided."""
     saved = save_output_files(result, Path(args.output_dir), verbose=args.verbose)
     if cases:
-        code = judged_outcome(result, len(cases), verbose=args.verbose)
+        code = judged_outcome(result, cases, verbose=args.verbose)
     else:
         code = outcome(result, verbose=args.verbose)
     return EXIT_CANT_CREATE if code == 0 and not saved else code

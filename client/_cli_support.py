@@ -4,7 +4,8 @@ translation of SDK errors into one-line messages, and argument value parsers.
 Kept apart from the parser and the `run` logic so the exit-code table lives in
 exactly one place.
 
-Exit codes of `codebeaker run` / `codebeaker runtimes`:
+Exit codes of `codebeaker run` / `runtimes` (and `wait`, which exits as `run`;
+`submit` and `operations` exit 0 or with the codes of a failed call):
 
     0-255  the program's own exit code (verdict OK or RUNTIME_ERROR)
     0      with --case: every test case passed (the program's codes are not passed on)
@@ -13,14 +14,16 @@ Exit codes of `codebeaker run` / `codebeaker runtimes`:
     66     no such session or operation, or not the caller's (NOT_FOUND; EX_NOINPUT)
     69     the service is unreachable or its engine is down (UNAVAILABLE; EX_UNAVAILABLE)
     70     any other service failure (EX_SOFTWARE), also a resource not in a state that
-           allows the request (FAILED_PRECONDITION: not retried, the caller changes it)
+           allows the request (FAILED_PRECONDITION: not retried, the caller changes it),
+           and a waited-for operation that was cancelled (CANCELLED)
     73     an --output file could not be written here, or its path was refused
            (EX_CANTCREAT; only when the run itself exited 0)
     75     the server has no capacity now, or the tenant's quota is used up
            (RESOURCE_EXHAUSTED; EX_TEMPFAIL)
     77     no or unknown credentials, or not allowed (UNAUTHENTICATED, PERMISSION_DENIED;
            EX_NOPERM)
-    124    time limit exceeded, or the --timeout deadline passed (as timeout(1))
+    124    time limit exceeded, or the --timeout deadline passed (as timeout(1)); for
+           `wait`, the operation was not done within --timeout (it goes on)
     125    memory or output limit exceeded, or no verdict
     126    compile error (also with --case)
     128+N  the program was killed by signal N (SIGNALED)
@@ -38,6 +41,7 @@ import sys
 from codebeaker.client.errors import (
     CodeBeakerError,
     DeadlineExceededError,
+    ExecutionCancelledError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -45,6 +49,7 @@ from codebeaker.client.errors import (
     ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
+    WaitTimeoutError,
 )
 
 PROG = "codebeaker"
@@ -90,6 +95,8 @@ def explain_error(error: CodeBeakerError, address: str | None) -> CliError:
     if isinstance(error, ResourceExhaustedError):
         hint = f"; retry in {error.retry_after:g}s" if error.retry_after is not None else ""
         return CliError(f"server busy: {error.details}{hint}", EXIT_TEMPFAIL)
+    if isinstance(error, WaitTimeoutError):
+        return CliError(f"not done yet: {error.details} (it goes on)", EXIT_TIMEOUT)
     if isinstance(error, DeadlineExceededError):
         return CliError(f"deadline exceeded: {error.details}", EXIT_TIMEOUT)
     if isinstance(error, UnauthenticatedError):
@@ -100,6 +107,8 @@ def explain_error(error: CodeBeakerError, address: str | None) -> CliError:
         return CliError(f"not found: {error.details}", EXIT_NO_INPUT)
     if isinstance(error, FailedPreconditionError):
         return CliError(f"not possible now: {error.details}", EXIT_SOFTWARE)
+    if isinstance(error, ExecutionCancelledError):
+        return CliError(f"cancelled: {error.details}", EXIT_SOFTWARE)
     return CliError(f"{error.code}: {error.details}", EXIT_SOFTWARE)
 
 

@@ -23,6 +23,7 @@ from codebeaker.client.types import ExecutionResult
 from codebeaker.v1 import execution_pb2
 
 SERVICE = execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+OPERATIONS_SERVICE = "google.longrunning.Operations"
 Metadata = tuple[tuple[str, str], ...]
 
 _tracer = trace.get_tracer("codebeaker.client")
@@ -31,14 +32,14 @@ _tracer = trace.get_tracer("codebeaker.client")
 class CallSpan:
     """The span of one call: `metadata` goes with the RPC; `end` once, however it ends."""
 
-    def __init__(self, method: str, address: str) -> None:
+    def __init__(self, method: str, address: str, service: str = SERVICE) -> None:
         host, _, port = address.rpartition(":")
         self._span = _tracer.start_span(
-            f"{SERVICE}/{method}",
+            f"{service}/{method}",
             kind=SpanKind.CLIENT,
             attributes={
                 "rpc.system": "grpc",
-                "rpc.service": SERVICE,
+                "rpc.service": service,
                 "rpc.method": method,
                 "server.address": host or address,
                 "server.port": int(port) if port.isdigit() else 0,
@@ -59,6 +60,12 @@ class CallSpan:
             }
         )
 
+    def operation(self, name: str, state: str) -> None:
+        """Record which operation the call was about and the state it answered."""
+        self._span.set_attributes(
+            {"codebeaker.operation": name, "codebeaker.operation.state": state}
+        )
+
     def end(self, error: BaseException | None = None) -> None:
         if self._ended:
             return
@@ -74,9 +81,9 @@ class CallSpan:
 
 
 @contextmanager
-def traced_call(method: str, address: str) -> Iterator[CallSpan]:
+def traced_call(method: str, address: str, service: str = SERVICE) -> Iterator[CallSpan]:
     """A unary call's span: ends with the block, failed if the block raises."""
-    call = CallSpan(method, address)
+    call = CallSpan(method, address, service)
     try:
         yield call
     except BaseException as error:

@@ -4,7 +4,7 @@ For services and agents that run many executions concurrently on one event
 loop. The conversions and error mapping are the sync client's (`_convert`,
 `errors`); what is particular here is cancellation: cancelling the awaiting
 task, `aclose()` or leaving `async with` cancels the RPC, and the server kills
-the program.
+the program. `submit` returns an `AsyncOperation` (in `aio_operation`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from codebeaker.client._convert import (
     result_from_proto,
     runtimes_from_proto,
 )
+from codebeaker.client._operation_convert import list_filter, operation_name, snapshot_from_proto
 from codebeaker.client._settings import ChannelOptions, deadline
 from codebeaker.client._tracing import CallSpan, traced_call
+from codebeaker.client.aio_operation import AsyncOperation, AsyncOperationCalls, iterate_operations
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
 from codebeaker.client.types import (
     ExecutionOptions,
     ExecutionResult,
     Finished,
+    OperationState,
     Runtime,
     Source,
     StreamEvent,
@@ -171,6 +174,9 @@ class AsyncClient:
         self._owns_channel = channel is None
         self._channel = channel if channel is not None else self._connection.open_aio()
         self._stub = pb_grpc.ExecutionServiceStub(self._channel)
+        self._operations = AsyncOperationCalls(
+            self._channel, self._connection, lambda: self.timeout
+        )
 
     async def execute(
         self,
@@ -229,6 +235,60 @@ class AsyncClient:
             span.end(error)
             raise
         return AsyncExecutionStream(call, span)
+
+    async def submit(
+        self,
+        language: str,
+        source: Source | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        **options: Unpack[ExecutionOptions],
+    ) -> AsyncOperation:
+        """Queue a program on the server and return at once with its `AsyncOperation`.
+
+        As `Client.submit`: the same `options` as `execute`, and `request_id` is
+        also the idempotency key. `await op.wait()` returns what `execute` would.
+        """
+        spec = build_spec(language, source, **options)
+        request = pb.SubmitExecutionRequest(spec=spec, request_id=spec.request_id)
+        with traced_call("SubmitExecution", self.address) as call:
+            with translate_rpc_errors():
+                message = await self._stub.SubmitExecution(
+                    request,
+                    timeout=deadline(timeout, self.timeout),
+                    metadata=self._connection.with_call(call.metadata),
+                )
+            snapshot = snapshot_from_proto(message)
+            call.operation(snapshot.name, snapshot.state.value)
+        return AsyncOperation(snapshot, self._operations)
+
+    async def get_operation(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncOperation:
+        """The operation called `name` (`operations/ID`, or the ID alone), as it is now;
+        `NotFoundError` when there is none (or not the caller's)."""
+        snapshot = await self._operations.get(operation_name(name), timeout)
+        return AsyncOperation(snapshot, self._operations)
+
+    def list_operations(
+        self,
+        *,
+        state: OperationState | str | None = None,
+        done: bool | None = None,
+        page_size: int = 100,
+        timeout: float | None = None,
+    ) -> AsyncIterator[AsyncOperation]:
+        """The caller's operations, newest first, in `state` and/or (not) `done`.
+
+        Not a coroutine: `async for op in client.list_operations(...)`; pages of
+        `page_size` are fetched as the iteration reaches them.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        return iterate_operations(self._operations, list_filter(state, done), page_size, timeout)
 
     async def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:  # noqa: ASYNC109
         """The languages the server can run."""

@@ -1,4 +1,5 @@
-"""The `codebeaker` command's client half: `run` and `runtimes`.
+"""The `codebeaker` command's client half: `run`, `runtimes`, and the queue's
+`submit`, `wait` and `operations` (in `_cli_operations`).
 
 The client subcommands use only the SDK. A server install's console script
 (`codebeaker.server.cli`) calls `main` with `server_commands`, which adds
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TypeAlias
 
-from codebeaker.client import _cli_run
+from codebeaker.client import _cli_operations, _cli_run
 from codebeaker.client._cli_connect import connection_parser, open_client
 from codebeaker.client._cli_support import (
     EXIT_BROKEN_PIPE,
@@ -34,14 +35,16 @@ Handler: TypeAlias = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 AddCommands: TypeAlias = Callable[[SubParsers], None]
 
-_CLIENT_COMMANDS = frozenset({"run", "runtimes"})
+_CLIENT_COMMANDS = frozenset({"run", "runtimes", "submit", "wait", "operations"})
+# Commands that take FILE... and program arguments after `--`, as `run` does.
+_PROGRAM_COMMANDS = frozenset({"run", "submit"})
 
 
 def main(argv: Sequence[str] | None = None, server_commands: AddCommands | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(arguments)
     program_args: list[str] = []
-    if command == "run" and "--" in arguments[arguments.index(command) :]:
+    if command in _PROGRAM_COMMANDS and "--" in arguments[arguments.index(command) :]:
         # Everything after `--` is the program's, verbatim; argparse would
         # reject it once an option follows FILE.
         split = arguments.index("--", arguments.index(command))
@@ -50,7 +53,7 @@ def main(argv: Sequence[str] | None = None, server_commands: AddCommands | None 
     wanted = server_commands if command not in _CLIENT_COMMANDS else None
     parser = build_parser(server_commands=wanted)
     args, extra = parser.parse_known_args(arguments)
-    if command == "run" and not any(a.startswith("-") for a in extra):
+    if command in _PROGRAM_COMMANDS and not any(a.startswith("-") for a in extra):
         # argparse takes FILE... from one run of positionals only; those after
         # an option (`run main.c -l c helper.h`) are files too.
         args.files = [*args.files, *extra]
@@ -114,6 +117,12 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
     )
     runtimes.set_defaults(handler=list_runtimes)
 
+    wait_connection = connection_parser(
+        timeout_help="how long to wait in all (default: until it is done); past it, "
+        "exit 124 while the operation goes on"
+    )
+    _cli_operations.add_commands(subparsers, connection, wait_connection)
+
     if server_commands is not None:
         server_commands(subparsers)
     return parser
@@ -137,7 +146,7 @@ def list_runtimes(args: argparse.Namespace) -> int:
 def _command_of(arguments: Sequence[str]) -> str | None:
     """The subcommand's name (no top-level option takes a value).
 
-    Knowing it early lets `run` and `runtimes` skip importing the server.
+    Knowing it early lets the client commands skip importing the server.
     """
     return next((a for a in arguments if not a.startswith("-")), None)
 

@@ -137,6 +137,12 @@ class ServiceError(CodeBeakerError):
     """Any other failure: an unexpected status or a broken response stream."""
 
 
+class WaitTimeoutError(DeadlineExceededError, TimeoutError):
+    """`Operation.wait(timeout)` gave up: the operation is not done yet (it goes on).
+
+    Also a `TimeoutError`, as `concurrent.futures` and asyncio time out."""
+
+
 _BY_CODE: dict[str, type[CodeBeakerError]] = {
     kind.default_code: kind
     for kind in (
@@ -217,6 +223,45 @@ def translate_rpc_errors() -> Iterator[None]:
         raise error_from_rpc(error) from error
 
 
+class AnyMessage(Protocol):
+    """A `google.protobuf.Any`, as read by the SDK."""
+
+    def Is(self, descriptor: object) -> bool: ...
+
+    def Unpack(self, message: object) -> bool: ...
+
+
+class RpcStatus(Protocol):
+    """A `google.rpc.Status` message (googleapis-common-protos is not typed), as read here."""
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def details(self) -> Iterable[AnyMessage]: ...
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def error_from_status(status: RpcStatus) -> CodeBeakerError:
+    """The SDK exception for a `google.rpc.Status` message, e.g. a failed operation's
+    `error`: the same class, reason and details as a call failing with it."""
+    code = _CODE_NAMES.get(int(status.code), "UNKNOWN")
+    found = _details_of(status)
+    return _BY_CODE.get(code, ServiceError)(
+        str(status.message),
+        code=code,
+        reason=found.reason,
+        metadata=found.metadata,
+        field_violations=found.field_violations,
+        retry_after=found.retry_after,
+    )
+
+
 def _decoded(error: _FailedCall) -> _Details:
     """The details in the call's `grpc-status-details-bin` trailer; none if absent or broken.
 
@@ -229,6 +274,10 @@ def _decoded(error: _FailedCall) -> _Details:
         return _Details()
     if status is None:
         return _Details()
+    return _details_of(status)
+
+
+def _details_of(status: RpcStatus) -> _Details:
     infos: list[tuple[str, str, dict[str, str]]] = []
     violations: list[FieldViolation] = []
     retry_after: float | None = None

@@ -1,6 +1,8 @@
 """The blocking client: `Client` and its stream iterator, over a grpc channel.
 
-For scripts, notebooks, the CLI and threaded callers. Requests and results go
+For scripts, notebooks, the CLI and threaded callers. `submit` queues a
+program instead of running it now; the `Operation` it returns (in
+`operation`) follows it. Requests and results go
 through `_convert`, failures through `errors.translate_rpc_errors`, so this
 module only adds what is particular to blocking gRPC: futures that are
 cancelled when the caller is interrupted, and an iterator whose `close()`
@@ -22,13 +24,16 @@ from codebeaker.client._convert import (
     result_from_proto,
     runtimes_from_proto,
 )
+from codebeaker.client._operation_convert import list_filter, operation_name, snapshot_from_proto
 from codebeaker.client._settings import ChannelOptions, deadline
 from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
+from codebeaker.client.operation import Operation, OperationCalls, iterate_operations
 from codebeaker.client.types import (
     ExecutionOptions,
     ExecutionResult,
     Finished,
+    OperationState,
     Runtime,
     Source,
     StreamEvent,
@@ -173,6 +178,7 @@ class Client:
         self._owns_channel = channel is None
         self._channel = channel if channel is not None else self._connection.open()
         self._stub: pb_grpc.ExecutionServiceStub = pb_grpc.ExecutionServiceStub(self._channel)
+        self._operations = OperationCalls(self._channel, self._connection, lambda: self.timeout)
 
     def execute(
         self,
@@ -233,6 +239,59 @@ class Client:
             span.end(error)
             raise
         return ExecutionStream(call, span)
+
+    def submit(
+        self,
+        language: str,
+        source: Source | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Unpack[ExecutionOptions],
+    ) -> Operation:
+        """Queue a program on the server and return at once with its `Operation`.
+
+        Takes the same `options` as `execute`; `op.wait()` returns what `execute`
+        would have. `request_id` is also the idempotency key here: submitting
+        again with the same one returns the operation the first submit created
+        (so a submit whose answer was lost can be retried safely). A full queue
+        raises `ResourceExhaustedError` with its `retry_after` hint.
+        """
+        spec = build_spec(language, source, **options)
+        request = pb.SubmitExecutionRequest(spec=spec, request_id=spec.request_id)
+        with traced_call("SubmitExecution", self.address) as call:
+            with translate_rpc_errors():
+                message = self._stub.SubmitExecution(
+                    request,
+                    timeout=deadline(timeout, self.timeout),
+                    metadata=self._connection.with_call(call.metadata),
+                )
+            snapshot = snapshot_from_proto(message)
+            call.operation(snapshot.name, snapshot.state.value)
+        return Operation(snapshot, self._operations)
+
+    def get_operation(self, name: str, *, timeout: float | None = None) -> Operation:
+        """The operation called `name` (`operations/ID`, or the ID alone), as it is now.
+
+        `NotFoundError` when there is none (or it is another tenant's, or was
+        deleted, or its result outlived the server's retention)."""
+        return Operation(self._operations.get(operation_name(name), timeout), self._operations)
+
+    def list_operations(
+        self,
+        *,
+        state: OperationState | str | None = None,
+        done: bool | None = None,
+        page_size: int = 100,
+        timeout: float | None = None,
+    ) -> Iterator[Operation]:
+        """The caller's operations, newest first, in `state` and/or (not) `done`.
+
+        Pages of `page_size` are fetched as the iteration reaches them;
+        `timeout` is each page's deadline.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        return iterate_operations(self._operations, list_filter(state, done), page_size, timeout)
 
     def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:
         """The languages the server can run."""

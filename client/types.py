@@ -13,6 +13,7 @@ import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar, TypedDict
 
 
@@ -318,3 +319,57 @@ class ExecutionOptions(TypedDict, total=False):
     """Compile once, then run once per case; see `ExecutionResult.test_cases`."""
     version: str | None
     request_id: str | None
+
+
+class OperationState(enum.StrEnum):
+    """Where a submitted execution is (`codebeaker.v1.ExecutionState`).
+
+    QUEUED, then RUNNING, then one of the final three; QUEUED may go straight to
+    CANCELLED. A job whose server died while running it stays RUNNING until its
+    lease runs out and a server claims it again (`attempts` counts the claims);
+    one a server hands back when it stops is QUEUED again.
+    """
+
+    UNSPECIFIED = "UNSPECIFIED"
+    """Not set by the server, or a state added after this SDK was built."""
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    """The program ran: its verdict (any, also a failing one) is the result."""
+    FAILED = "FAILED"
+    """The service could not run it; the operation's error says why."""
+    CANCELLED = "CANCELLED"
+
+    @property
+    def done(self) -> bool:
+        """True for the final states: nothing about the operation changes any more."""
+        return self in _FINAL_STATES
+
+
+_FINAL_STATES = frozenset(
+    {OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class OperationMetadata:
+    """What the server says about a submitted execution besides its outcome.
+
+    Times are timezone-aware UTC datetimes; None until the event happened.
+    """
+
+    state: OperationState
+    create_time: datetime | None = None
+    """When it was submitted."""
+    start_time: datetime | None = None
+    """When its latest attempt started running."""
+    end_time: datetime | None = None
+    attempts: int = 0
+    """How many times a server has started it (more than 1: a server died running it)."""
+    execution_id: str = ""
+    """The latest attempt's execution id (as `ExecutionResult.execution_id`), once it started."""
+    request_id: str = ""
+    """The idempotency key it was submitted with ("" for none)."""
+    language: str = ""
+    cancel_requested: bool = False
+    """A cancel was asked for while it ran: it ends CANCELLED shortly."""

@@ -41,14 +41,19 @@ class Reason(StrEnum):
     # RESOURCE_EXHAUSTED
     CAPACITY_EXHAUSTED = "CAPACITY_EXHAUSTED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    QUEUE_FULL = "QUEUE_FULL"  # --max-queued operations are waiting
     # UNAVAILABLE
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     HOST_LOST = "HOST_LOST"  # the sandbox host went away mid-run (killed, engine restarted)
+    QUEUE_UNAVAILABLE = "QUEUE_UNAVAILABLE"  # the operation store cannot be reached
     # UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, FAILED_PRECONDITION
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     NOT_FOUND = "NOT_FOUND"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    # The error of a google.longrunning operation (never of an RPC).
+    CANCELLED = "CANCELLED"  # CANCELLED: the operation was cancelled before it ended
+    ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"  # ABORTED: it ended its worker max-attempts times
     # INTERNAL: ours, never the caller's.
     SANDBOX_FAILURE = "SANDBOX_FAILURE"
     INTERNAL = "INTERNAL"
@@ -91,13 +96,17 @@ class UnknownLanguage(InvalidRequest):
         self.known = sorted(known)
 
 
-class EngineUnavailable(CodeBeakerError):
+class Unavailable(CodeBeakerError):
+    """Something the service depends on cannot be reached; retrying later may succeed."""
+
+
+class EngineUnavailable(Unavailable):
     """The container engine cannot be reached; the program never started."""
 
     reason = Reason.ENGINE_UNAVAILABLE
 
 
-class HostLost(CodeBeakerError):
+class HostLost(Unavailable):
     """The host ended mid-run without reporting, and not by an OOM kill: killed from
     outside, or the engine went away. The program's outcome is unknown; retry."""
 

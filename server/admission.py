@@ -18,6 +18,7 @@ from codebeaker.runtimes.telemetry import phase
 class Admission:
     def __init__(self, limit: int, wait: float) -> None:
         self._limit = limit
+        self.limit = limit
         self._wait = wait
         self._slots = asyncio.Semaphore(limit)
         self.in_flight = 0

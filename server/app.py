@@ -23,6 +23,9 @@ import signal
 from collections.abc import Mapping
 from dataclasses import replace
 
+from google.longrunning import (  # type: ignore[import-untyped, unused-ignore]
+    operations_pb2_grpc,
+)
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -38,6 +41,7 @@ from codebeaker.server.errors import ErrorInterceptor
 from codebeaker.server.executions import Executions
 from codebeaker.server.logs import event
 from codebeaker.server.metrics import Metrics
+from codebeaker.server.operations.queue import Queue, open_store
 from codebeaker.server.options import split_host_port
 from codebeaker.server.reporting import ExecutionReporter
 from codebeaker.server.requests import RequestRules
@@ -47,6 +51,7 @@ from codebeaker.v1 import execution_pb2, execution_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+OPERATIONS_SERVICE_NAME = "google.longrunning.Operations"
 LIVENESS_NAME = "codebeaker.liveness"
 UNREPORTED = "the sandbox reported nothing about this language"
 HEALTH_INTERVAL = 5.0
@@ -101,12 +106,30 @@ class Application:
         executions = Executions(
             sandbox, self.admission, ExecutionReporter(self.metrics).report, self.access.tenancy
         )
-        servicer = ExecutionServicer(executions, lambda: self._rules)
-        execution_pb2_grpc.add_ExecutionServiceServicer_to_server(servicer, self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        state_dir = config.state.directory()
+        self.queue = Queue(
+            config.queue,
+            state_dir,
+            open_store(config.queue, state_dir),
+            executions=executions,
+            rules=lambda: self._rules,
+            tenancy=self.access.tenancy,
+            admission=self.admission,
+            metrics=self.metrics,
+            on_health=self._poke_health,
         )
+        servicer = ExecutionServicer(executions, lambda: self._rules, self.queue.service.submit)
+        execution_pb2_grpc.add_ExecutionServiceServicer_to_server(servicer, self.server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(self.queue.service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = (
+            SERVICE_NAME,
+            OPERATIONS_SERVICE_NAME,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, self.server)
+        self._poked = asyncio.Event()
         self.port = 0
         self.metrics_port: int | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -129,6 +152,7 @@ class Application:
         with contextlib.suppress(Exception):
             await self.sandbox.prepare()
         await self.server.start()
+        self.queue.start()
         self._watch = asyncio.create_task(self._watch_health())
         event(
             log,
@@ -152,7 +176,7 @@ class Application:
             if ready - versioned:
                 await self._learn_versions()
                 versioned |= ready
-            reason = unready_reason(readiness)
+            reason = unready_reason(readiness) or self.queue.problem
             if not self._draining:
                 await self._set_health(_SERVING if reason is None else _NOT_SERVING, readiness)
             if reason != last:
@@ -162,7 +186,14 @@ class Application:
                     message = f"not serving: {reason}"
                     event(log, logging.WARNING, "server.not_serving", message, reason=reason)
                 last = reason
-            await asyncio.sleep(HEALTH_INTERVAL if reason is None else 1.0)
+            # The period between checks, cut short when the queue's store changes its mind.
+            self._poked.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEALTH_INTERVAL if reason is None else 1.0):
+                    await self._poked.wait()
+
+    def _poke_health(self) -> None:
+        self._poked.set()
 
     async def _learn_versions(self) -> None:
         versions = await self.sandbox.versions()
@@ -198,7 +229,9 @@ class Application:
         grace = self.config.service.shutdown_grace
         message = f"draining: in-flight executions get {grace:.1f}s"
         event(log, logging.INFO, "server.draining", message, grace_seconds=grace)
-        await self.server.stop(grace)
+        # Calls and queued executions drain together: both get the grace; what the queue's
+        # workers could not finish in it is handed back to the queue, not lost.
+        await asyncio.gather(self.server.stop(grace), self.queue.stop(grace))
         await self.sandbox.close()
         await self.access.close()
         telemetry.remove_observer(self.metrics)
@@ -218,6 +251,7 @@ async def serve(config: ServerConfig, sandbox: Sandbox, catalog: Catalog) -> Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.queue.reload)  # the queue's settings file
     await app.start()
     await stop.wait()
     await app.stop()

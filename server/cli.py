@@ -25,13 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # What a client-only install lacks shows up as an import here, not at start-up.
 SERVER_INSTALL = "pip install 'codebeaker[server]'"
-_SERVER_COMMANDS = ("serve", "images", "tenants")  # what add_server_commands adds
+_SERVER_COMMANDS = ("serve", "images", "tenants", "queue")  # what add_server_commands adds
 
 
 def add_server_commands(subparsers: client_cli.SubParsers) -> None:
     try:
         from codebeaker.server.backend import add_backend_commands
         from codebeaker.server.config import add_arguments
+        from codebeaker.server.operations.control import add_queue_commands
         from codebeaker.server.tenant_commands import add_tenant_commands
     except ModuleNotFoundError as missing:
         if (missing.name or "codebeaker").startswith("codebeaker"):
@@ -48,6 +49,7 @@ def add_server_commands(subparsers: client_cli.SubParsers) -> None:
     parser.set_defaults(handler=run_serve)
     add_backend_commands(subparsers)
     add_tenant_commands(subparsers)
+    add_queue_commands(subparsers)
 
 
 def _add_unavailable_commands(subparsers: client_cli.SubParsers, module: str) -> None:

@@ -23,6 +23,7 @@ from codebeaker.runtimes.supervised import ISOLATIONS
 from codebeaker.server import transport
 from codebeaker.server.backend import BackendConfig
 from codebeaker.server.languages import CatalogConfig
+from codebeaker.server.operations.config import QueueConfig, StateConfig
 from codebeaker.server.options import SIZE, language_ids, parse_size, setting, split_host_port
 from codebeaker.server.tenancy import AccessConfig
 
@@ -172,6 +173,8 @@ class ServerConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
 
     def with_values(self, **values: Any) -> ServerConfig:
         """A copy with the named settings changed, whichever section holds them."""
@@ -256,6 +259,7 @@ def check(config: ServerConfig, catalog: Catalog) -> None:
     config.pools.host_settings()
     config.backend.settings(catalog)
     config.access.check()  # the tenants file reads, and every tenant in it is valid
+    config.queue.check()
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:

@@ -37,9 +37,7 @@ from grpc_status import rpc_status  # type: ignore[import-untyped, unused-ignore
 from codebeaker.runtimes.errors import (
     CapacityExhausted,
     CodeBeakerError,
-    EngineUnavailable,
     FailedPrecondition,
-    HostLost,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -47,12 +45,14 @@ from codebeaker.runtimes.errors import (
     Reason,
     SandboxFailure,
     Unauthenticated,
+    Unavailable,
 )
 from codebeaker.server.interception import Interceptor, Method, UnparsableRequest
 
 log = logging.getLogger(__name__)
-# Health and reflection are grpc's own services; only ours raise domain errors.
-OUR_METHODS = "/codebeaker."
+# Health and reflection are grpc's own services; only ours raise domain errors (the
+# google.longrunning.Operations service is ours too: it serves this server's operations).
+OUR_METHODS = ("/codebeaker.", "/google.longrunning.Operations/")
 DOMAIN = "codebeaker"
 RETRY_AFTER_KEY = "retry-after"
 Req = TypeVar("Req")
@@ -62,8 +62,7 @@ _Metadata = tuple[tuple[str, str | bytes], ...]
 _CODES: Sequence[tuple[type[CodeBeakerError], grpc.StatusCode]] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (CapacityExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),  # QuotaExceeded too
-    (EngineUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (HostLost, grpc.StatusCode.UNAVAILABLE),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),  # EngineUnavailable, the queue store's
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),

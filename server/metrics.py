@@ -18,6 +18,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -37,6 +38,8 @@ RPC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 # Phases run from microseconds (a pool hit) to minutes (a long program).
 PHASE_BUCKETS = (0.0001, 0.0005, *RPC_BUCKETS)
 _RPC = ("grpc_type", "grpc_service", "grpc_method")
+# Time in the queue: from a submit to a worker's claim (idle: milliseconds; a backlog: hours).
+QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
 
 class Metrics:
@@ -125,10 +128,68 @@ class Metrics:
             ("tenant", "quota"),
             registry=r,
         )
+        self._operations(r)
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=r)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def _operations(self, r: CollectorRegistry) -> None:
+        """The queue's families: what an autoscaler reads (depth, oldest age, wait) and what
+        says work was lost and retried (lease expiries, retries)."""
+        prefix = "codebeaker_operations_"
+        self.operations_submitted = Counter(
+            prefix + "submitted_total", "Operations queued by SubmitExecution.", registry=r
+        )
+        self.operations_started = Counter(
+            prefix + "started_total",
+            "Claims of a queued operation by this server's workers.",
+            registry=r,
+        )
+        self.operations_finished = Counter(
+            prefix + "finished_total",
+            "Operations this server ended, by final state (SUCCEEDED, FAILED, CANCELLED).",
+            ("state",),
+            registry=r,
+        )
+        self.operations_queue_wait = Histogram(
+            prefix + "queue_wait_seconds",
+            "Seconds from an operation's submit to a worker's claim.",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.operations_lease_expiries = Counter(
+            prefix + "lease_expiries_total",
+            "Claims whose lease ran out (their worker died or stopped renewing).",
+            registry=r,
+        )
+        self.operations_retries = Counter(
+            prefix + "retries_total",
+            "Claims of an operation that had been claimed before.",
+            registry=r,
+        )
+        self.operations_handed_back = Counter(
+            prefix + "handed_back_total",
+            "Claimed operations handed back unrun (no execution slot, or the server stopping).",
+            registry=r,
+        )
+        self.operations_queued = Gauge(
+            prefix + "queued", "Operations waiting in the queue (the whole store's).", registry=r
+        )
+        self.operations_oldest_queued = Gauge(
+            prefix + "oldest_queued_age_seconds",
+            "Age of the oldest waiting operation; 0 when none waits.",
+            registry=r,
+        )
+        self.operations_running = Gauge(
+            prefix + "running", "Operations running now (the whole store's).", registry=r
+        )
+        self.operations_workers = Gauge(
+            prefix + "workers", "This server's queue workers (--queue-workers).", registry=r
+        )
+        self.operations_store_up = Gauge(
+            prefix + "store_up", "1 while the operation store answers, else 0.", registry=r
+        )
 
     # -- fed by the interceptor, the execution report and the sandbox's phases --
 

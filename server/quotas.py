@@ -9,9 +9,11 @@ unit of a quota the caller holds until it releases it:
 - `admit_execution`: `max_executions` at once, and `cpu_seconds_per_hour`, the
   measured CPU time the tenant's executions were charged over the last hour
   (in one-minute buckets, so memory stays bounded at any rate of calls);
-- `admit_session`, `admit_operation`: `max_sessions` alive and
-  `max_queued_operations` waiting, for the SessionService and the operations
-  queue to call when they exist (nothing calls them yet).
+- `admit_session`: `max_sessions` alive, for the SessionService to call when it
+  exists (nothing calls it yet);
+- `check_queued_operations`: `max_queued_operations` waiting, counted by the
+  operation store (durable, and shared by every server on one Redis), so the
+  count is the store's, not this process's.
 
 The clock is injected so tests step time instead of sleeping.
 """
@@ -259,6 +261,19 @@ class Tenancy:
             usage.queued -= 1
 
         return Lease(release)
+
+    def check_queued_operations(self, tenant: Tenant, queued: int) -> None:
+        """Refuse a submit when the tenant has `queued` operations waiting, its
+        `max_queued_operations` or more."""
+        limit = tenant.quotas.max_queued_operations
+        if limit is not None and queued >= limit:
+            self._refuse(
+                tenant,
+                "max_queued_operations",
+                f"tenant {tenant.name!r} has {queued} operations queued, its "
+                "max_queued_operations; retry when one starts",
+                OPERATION_RETRY,
+            )
 
     def _refuse(self, tenant: Tenant, quota: str, message: str, retry_after: float) -> NoReturn:
         if self._rejected is not None:

@@ -7,11 +7,13 @@ interceptor, the one place that maps them to gRPC status codes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+from google.longrunning import operations_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc import aio
 
 from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.errors import FailedPrecondition
 from codebeaker.runtimes.model import Finished, Output, StageFinished, Started
 from codebeaker.server.executions import Executions
 from codebeaker.server.requests import RequestRules, build_job
@@ -19,12 +21,21 @@ from codebeaker.server.responses import output_chunks, result_message, stage_mes
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 
+# SubmitExecution's handler: the request in, the google.longrunning.Operation out.
+Submit = Callable[[pb.SubmitExecutionRequest], Awaitable[operations_pb2.Operation]]
+
 
 class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
-    def __init__(self, executions: Executions, rules: Callable[[], RequestRules]) -> None:
+    def __init__(
+        self,
+        executions: Executions,
+        rules: Callable[[], RequestRules],
+        submit: Submit | None = None,
+    ) -> None:
         # `rules` is read per call: the catalog learns image versions after start-up.
         self._executions = executions
         self._rules = rules
+        self._submit = submit
 
     async def Execute(
         self,
@@ -76,6 +87,15 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         context: aio.ServicerContext[pb.ListRuntimesRequest, pb.ListRuntimesResponse],
     ) -> pb.ListRuntimesResponse:
         return pb.ListRuntimesResponse(runtimes=runtime_messages(self._rules().catalog))
+
+    async def SubmitExecution(
+        self,
+        request: pb.SubmitExecutionRequest,
+        context: aio.ServicerContext[pb.SubmitExecutionRequest, operations_pb2.Operation],
+    ) -> operations_pb2.Operation:
+        if self._submit is None:
+            raise FailedPrecondition("this server has no operation queue")
+        return await self._submit(request)
 
 
 def runtime_messages(catalog: Catalog) -> list[pb.Runtime]:

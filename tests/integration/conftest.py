@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -52,6 +53,8 @@ def start_server(
 ) -> Server:
     instance = instance or f"test-{os.getpid()}-{time.monotonic_ns()}"
     env = {**os.environ, "CODEBEAKER_TEST_SECRET": SERVER_SECRET, **(environ or {})}
+    # Each server its own state (the embedded queue) unless a test gives it --state-dir.
+    env.setdefault("CODEBEAKER_STATE_DIR", tempfile.mkdtemp(prefix="codebeaker-state-"))
     process = subprocess.Popen(
         [CODEBEAKER, "serve", "--address", "127.0.0.1:0", "--instance", instance, *extra],
         stdout=subprocess.DEVNULL,

@@ -148,6 +148,52 @@ def test_the_sdk_runs_without_importing_the_servers_dependencies(
     assert imported == []
 
 
+SDK_SUBMIT = """
+import json, sys
+from codebeaker.client import Client
+
+with Client(sys.argv[1], timeout=60) as client:
+    operation = client.submit("python", "print(6 * 7)", request_id=sys.argv[2])
+    result = operation.wait(timeout=120)
+    again = client.submit("python", "print(6 * 7)", request_id=sys.argv[2])
+print(json.dumps({
+    "state": operation.state.name,
+    "same": again.name == operation.name,
+    "stdout": result.stdout.decode(),
+    "modules": sorted(sys.modules),
+}))
+"""
+
+
+def test_submit_and_wait_work_from_a_client_only_install(
+    client_install: ClientInstall, server: Server, tmp_path: Path
+) -> None:
+    program = tmp_path / "hello.py"
+    program.write_text("print('hello, world')\nraise SystemExit(3)\n")
+    codebeaker = client_install.venv / "bin" / "codebeaker"
+    address = ["--address", server.address]
+    submitted = client_install.run([codebeaker, "submit", program, *address], tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    name = submitted.stdout.strip()
+    assert name.startswith("operations/") and "\n" not in name
+    done = client_install.run([codebeaker, "wait", name, "--timeout", "120", *address], tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "hello, world\n", "")
+    shown = client_install.run(
+        [client_install.python, "-m", "codebeaker.client", "operations", "get", name, *address],
+        tmp_path,
+    )
+    assert "state: SUCCEEDED" in shown.stdout.splitlines(), shown.stdout + shown.stderr
+
+    key = f"install-{tmp_path.name}"
+    done = client_install.run(
+        [client_install.python, "-c", SDK_SUBMIT, server.address, key], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["state"], report["same"], report["stdout"]) == ("SUCCEEDED", True, "42\n")
+    assert [m for m in report["modules"] if m.startswith(SERVER_ONLY)] == []
+
+
 def test_the_servers_dependencies_are_not_installed(
     client_install: ClientInstall, tmp_path: Path
 ) -> None:

@@ -32,8 +32,12 @@ async def start_server(config: ServerConfig, sandbox: FakeSandbox) -> Running:
 
 
 @pytest.fixture
-def config() -> ServerConfig:
-    return ServerConfig().with_values(address="127.0.0.1:0", shutdown_grace=2.0)
+def config(tmp_path_factory: pytest.TempPathFactory) -> ServerConfig:
+    return ServerConfig().with_values(
+        address="127.0.0.1:0",
+        shutdown_grace=2.0,
+        state_dir=str(tmp_path_factory.mktemp("state")),
+    )
 
 
 @pytest.fixture

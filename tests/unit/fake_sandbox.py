@@ -4,7 +4,7 @@ The job's source is a tiny script, one command per line:
   out TEXT / err TEXT   emit TEXT (+ newline) on stdout / stderr
   hex HEX               emit raw bytes on stdout
   big N                 emit N bytes of "x" on stdout in one piece
-  block                 wait until the test calls `release()`
+  block                 wait until the test calls `release()` (`blocked_at_least(n)`: n did)
   raise unavailable     raise EngineUnavailable
   raise crash           raise a plain RuntimeError (an unexpected bug)
   exit N                finish with exit code N (default 0)
@@ -47,6 +47,8 @@ class FakeSandbox:
         self.running = 0
         self.idle = asyncio.Event()  # set whenever the last running job is torn down
         self.blocked = asyncio.Event()
+        self._blocking = 0
+        self._blocked_count = asyncio.Condition()
         self._release = asyncio.Event()
         self.prepared = False
         self.closed = False
@@ -73,6 +75,9 @@ class FakeSandbox:
                     yield Output(Stream.STDOUT, b"x" * int(arg))
                 elif command == "block":
                     self.blocked.set()
+                    async with self._blocked_count:
+                        self._blocking += 1
+                        self._blocked_count.notify_all()
                     await self._release.wait()
                 elif command == "raise":
                     if arg == "unavailable":
@@ -98,6 +103,11 @@ class FakeSandbox:
             self.torn_down.append(job.execution_id)
             if self.running == 0:
                 self.idle.set()
+
+    async def blocked_at_least(self, count: int) -> None:
+        """Return once `count` jobs have reached `block` (since the start)."""
+        async with self._blocked_count:
+            await self._blocked_count.wait_for(lambda: self._blocking >= count)
 
     def memory_resizable(self, language: str) -> bool:
         return True

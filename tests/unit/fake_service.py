@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -134,6 +135,11 @@ class FakeExecutionService(pb_grpc.ExecutionServiceServicer):
         if self.failure is not None:
             _Call(context, self.caller_left).abort(self.failure)
         return pb.ListRuntimesResponse(runtimes=self.runtimes)
+
+    def SubmitExecution(
+        self, request: pb.SubmitExecutionRequest, context: grpc.ServicerContext
+    ) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake service has no queue")
 
     def _accept(self, spec: pb.ExecutionSpec, context: grpc.ServicerContext) -> _Call:
         """Record the spec; reject unknown languages the way the contract says."""

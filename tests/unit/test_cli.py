@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from codebeaker.client._cli_files import safe_target, sent_name
 from codebeaker.v1 import execution_pb2 as pb
+from tests.unit.cli_environment import environment
 from tests.unit.fake_service import NOT_UTF8, Failure, ScriptedService, serve
 
 COMMAND = [sys.executable, "-m", "codebeaker.client.cli"]
@@ -44,16 +44,6 @@ def program(tmp_path: Path) -> Path:
     path = tmp_path / "main.py"
     path.write_bytes(b"print('hello world')\n")
     return path
-
-
-def environment(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key != "CODEBEAKER_ADDRESS" and "proxy" not in key.lower()
-    }
-    env.update(extra)
-    return env
 
 
 def codebeaker(

@@ -91,6 +91,8 @@ def test_setting_names_are_unique_across_sections() -> None:
         "pools",
         "backend",
         "access",
+        "state",
+        "queue",
         "catalog",
     }
 

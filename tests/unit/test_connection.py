@@ -47,6 +47,12 @@ class Recorder(pb_grpc.ExecutionServiceServicer):
         self._record("ListRuntimes", context)
         return pb.ListRuntimesResponse()
 
+    def SubmitExecution(
+        self, request: pb.SubmitExecutionRequest, context: grpc.ServicerContext
+    ) -> Any:
+        self._record("SubmitExecution", context)
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not recorded")
+
 
 @pytest.fixture
 def recorder() -> Iterator[tuple[Recorder, str]]:

@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63odebeaker/v1/execution.proto\x12\rcodebeaker.v1\x1a\x1egoogle/protobuf/duration.proto\"%\n\x04\x46ile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\xb2\x01\n\x0eResourceLimits\x12,\n\twall_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x15\n\rmax_processes\x18\x04 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x03\"\xb4\x03\n\rExecutionSpec\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\x0c\x12\"\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x13.codebeaker.v1.File\x12\x12\n\nentrypoint\x18\x05 \x01(\t\x12\r\n\x05stdin\x18\x06 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x07 \x03(\t\x12\x32\n\x03\x65nv\x18\x08 \x03(\x0b\x32%.codebeaker.v1.ExecutionSpec.EnvEntry\x12-\n\x06limits\x18\t \x01(\x0b\x32\x1d.codebeaker.v1.ResourceLimits\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x35\n\x0e\x63ompile_limits\x18\x0b \x01(\x0b\x32\x1d.codebeaker.v1.ResourceLimits\x12\x14\n\x0coutput_files\x18\x0c \x03(\t\x12+\n\ntest_cases\x18\r \x03(\x0b\x32\x17.codebeaker.v1.TestCase\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x08TestCase\x12\r\n\x05stdin\x18\x01 \x01(\x0c\x12\x1c\n\x0f\x65xpected_stdout\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12-\n\ncomparison\x18\x03 \x01(\x0e\x32\x19.codebeaker.v1.ComparisonB\x12\n\x10_expected_stdout\"\xa5\x04\n\x0f\x45xecutionResult\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.codebeaker.v1.ExecutionStatus\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\x05\x12\x0e\n\x06stdout\x18\x04 \x01(\x0c\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x06 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x07 \x01(\x08\x12,\n\twall_time\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\n \x01(\x03\x12\x14\n\x0c\x65xecution_id\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\x12,\n\x0elimit_exceeded\x18\r \x01(\x0e\x32\x14.codebeaker.v1.Limit\x12+\n\x07\x63ompile\x18\x0e \x01(\x0b\x32\x1a.codebeaker.v1.StageResult\x12(\n\x05\x66iles\x18\x0f \x03(\x0b\x32\x19.codebeaker.v1.OutputFile\x12.\n\ntest_cases\x18\x10 \x03(\x0b\x32\x1a.codebeaker.v1.StageResult\x12\x19\n\x11test_cases_passed\x18\x11 \x01(\r\"\xcb\x03\n\x0bStageResult\x12#\n\x05stage\x18\x01 \x01(\x0e\x32\x14.codebeaker.v1.Stage\x12\x11\n\ttest_case\x18\x02 \x01(\r\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.codebeaker.v1.ExecutionStatus\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06signal\x18\x05 \x01(\x05\x12\x0e\n\x06stdout\x18\x06 \x01(\x0c\x12\x0e\n\x06stderr\x18\x07 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x08 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\t \x01(\x08\x12,\n\twall_time\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x0c \x01(\x03\x12\x0f\n\x07message\x18\r \x01(\t\x12,\n\x0elimit_exceeded\x18\x0e \x01(\x0e\x32\x14.codebeaker.v1.Limit\x12(\n\x05\x66iles\x18\x0f \x03(\x0b\x32\x19.codebeaker.v1.OutputFile\"z\n\nOutputFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.codebeaker.v1.OutputFileStatus\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"<\n\x0e\x45xecuteRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"A\n\x0f\x45xecuteResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResult\"B\n\x14\x45xecuteStreamRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"K\n\x10\x45xecutionStarted\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x80\x01\n\x0bOutputChunk\x12+\n\x06stream\x18\x01 \x01(\x0e\x32\x1b.codebeaker.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12#\n\x05stage\x18\x03 \x01(\x0e\x32\x14.codebeaker.v1.Stage\x12\x11\n\ttest_case\x18\x04 \x01(\r\"\xfa\x01\n\x15\x45xecuteStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x32\n\x07started\x18\x02 \x01(\x0b\x32\x1f.codebeaker.v1.ExecutionStartedH\x00\x12,\n\x06output\x18\x03 \x01(\x0b\x32\x1a.codebeaker.v1.OutputChunkH\x00\x12\x30\n\x06result\x18\x04 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResultH\x00\x12\x32\n\x0cstage_result\x18\x05 \x01(\x0b\x32\x1a.codebeaker.v1.StageResultH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13ListRuntimesRequest\"b\n\x07Runtime\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x10\n\x08\x63ompiled\x18\x05 \x01(\x08\"@\n\x14ListRuntimesResponse\x12(\n\x08runtimes\x18\x01 \x03(\x0b\x32\x16.codebeaker.v1.Runtime*i\n\nComparison\x12\x1a\n\x16\x43OMPARISON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPARISON_EXACT\x10\x01\x12)\n%COMPARISON_IGNORE_TRAILING_WHITESPACE\x10\x02*\xf7\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XECUTION_STATUS_OK\x10\x01\x12\"\n\x1e\x45XECUTION_STATUS_RUNTIME_ERROR\x10\x02\x12\x1d\n\x19\x45XECUTION_STATUS_SIGNALED\x10\x03\x12(\n$EXECUTION_STATUS_TIME_LIMIT_EXCEEDED\x10\x04\x12*\n&EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED\x10\x05\x12*\n&EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED\x10\x06\x12\"\n\x1e\x45XECUTION_STATUS_COMPILE_ERROR\x10\x07\x12\x1d\n\x19\x45XECUTION_STATUS_ACCEPTED\x10\x08\x12!\n\x1d\x45XECUTION_STATUS_WRONG_ANSWER\x10\t*@\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x11\n\rSTAGE_COMPILE\x10\x01\x12\r\n\tSTAGE_RUN\x10\x02*k\n\x05Limit\x12\x15\n\x11LIMIT_UNSPECIFIED\x10\x00\x12\x13\n\x0fLIMIT_WALL_TIME\x10\x01\x12\x12\n\x0eLIMIT_CPU_TIME\x10\x02\x12\x10\n\x0cLIMIT_MEMORY\x10\x03\x12\x10\n\x0cLIMIT_OUTPUT\x10\x04*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02*\xb7\x01\n\x10OutputFileStatus\x12\"\n\x1eOUTPUT_FILE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OUTPUT_FILE_STATUS_OK\x10\x01\x12\x1e\n\x1aOUTPUT_FILE_STATUS_MISSING\x10\x02\x12\"\n\x1eOUTPUT_FILE_STATUS_NOT_REGULAR\x10\x03\x12 \n\x1cOUTPUT_FILE_STATUS_TRUNCATED\x10\x04\x32\x93\x02\n\x10\x45xecutionService\x12H\n\x07\x45xecute\x12\x1d.codebeaker.v1.ExecuteRequest\x1a\x1e.codebeaker.v1.ExecuteResponse\x12\\\n\rExecuteStream\x12#.codebeaker.v1.ExecuteStreamRequest\x1a$.codebeaker.v1.ExecuteStreamResponse0\x01\x12W\n\x0cListRuntimes\x12\".codebeaker.v1.ListRuntimesRequest\x1a#.codebeaker.v1.ListRuntimesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63odebeaker/v1/execution.proto\x12\rcodebeaker.v1\x1a#google/longrunning/operations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x04\x46ile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\xb2\x01\n\x0eResourceLimits\x12,\n\twall_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x15\n\rmax_processes\x18\x04 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x03\"\xb4\x03\n\rExecutionSpec\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\x0c\x12\"\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x13.codebeaker.v1.File\x12\x12\n\nentrypoint\x18\x05 \x01(\t\x12\r\n\x05stdin\x18\x06 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x07 \x03(\t\x12\x32\n\x03\x65nv\x18\x08 \x03(\x0b\x32%.codebeaker.v1.ExecutionSpec.EnvEntry\x12-\n\x06limits\x18\t \x01(\x0b\x32\x1d.codebeaker.v1.ResourceLimits\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x35\n\x0e\x63ompile_limits\x18\x0b \x01(\x0b\x32\x1d.codebeaker.v1.ResourceLimits\x12\x14\n\x0coutput_files\x18\x0c \x03(\t\x12+\n\ntest_cases\x18\r \x03(\x0b\x32\x17.codebeaker.v1.TestCase\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x08TestCase\x12\r\n\x05stdin\x18\x01 \x01(\x0c\x12\x1c\n\x0f\x65xpected_stdout\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12-\n\ncomparison\x18\x03 \x01(\x0e\x32\x19.codebeaker.v1.ComparisonB\x12\n\x10_expected_stdout\"\xa5\x04\n\x0f\x45xecutionResult\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.codebeaker.v1.ExecutionStatus\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\x05\x12\x0e\n\x06stdout\x18\x04 \x01(\x0c\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x06 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x07 \x01(\x08\x12,\n\twall_time\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\n \x01(\x03\x12\x14\n\x0c\x65xecution_id\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\x12,\n\x0elimit_exceeded\x18\r \x01(\x0e\x32\x14.codebeaker.v1.Limit\x12+\n\x07\x63ompile\x18\x0e \x01(\x0b\x32\x1a.codebeaker.v1.StageResult\x12(\n\x05\x66iles\x18\x0f \x03(\x0b\x32\x19.codebeaker.v1.OutputFile\x12.\n\ntest_cases\x18\x10 \x03(\x0b\x32\x1a.codebeaker.v1.StageResult\x12\x19\n\x11test_cases_passed\x18\x11 \x01(\r\"\xcb\x03\n\x0bStageResult\x12#\n\x05stage\x18\x01 \x01(\x0e\x32\x14.codebeaker.v1.Stage\x12\x11\n\ttest_case\x18\x02 \x01(\r\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.codebeaker.v1.ExecutionStatus\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06signal\x18\x05 \x01(\x05\x12\x0e\n\x06stdout\x18\x06 \x01(\x0c\x12\x0e\n\x06stderr\x18\x07 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x08 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\t \x01(\x08\x12,\n\twall_time\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x0c \x01(\x03\x12\x0f\n\x07message\x18\r \x01(\t\x12,\n\x0elimit_exceeded\x18\x0e \x01(\x0e\x32\x14.codebeaker.v1.Limit\x12(\n\x05\x66iles\x18\x0f \x03(\x0b\x32\x19.codebeaker.v1.OutputFile\"z\n\nOutputFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.codebeaker.v1.OutputFileStatus\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"<\n\x0e\x45xecuteRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"A\n\x0f\x45xecuteResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResult\"B\n\x14\x45xecuteStreamRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\"K\n\x10\x45xecutionStarted\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x80\x01\n\x0bOutputChunk\x12+\n\x06stream\x18\x01 \x01(\x0e\x32\x1b.codebeaker.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12#\n\x05stage\x18\x03 \x01(\x0e\x32\x14.codebeaker.v1.Stage\x12\x11\n\ttest_case\x18\x04 \x01(\r\"\xfa\x01\n\x15\x45xecuteStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x32\n\x07started\x18\x02 \x01(\x0b\x32\x1f.codebeaker.v1.ExecutionStartedH\x00\x12,\n\x06output\x18\x03 \x01(\x0b\x32\x1a.codebeaker.v1.OutputChunkH\x00\x12\x30\n\x06result\x18\x04 \x01(\x0b\x32\x1e.codebeaker.v1.ExecutionResultH\x00\x12\x32\n\x0cstage_result\x18\x05 \x01(\x0b\x32\x1a.codebeaker.v1.StageResultH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13ListRuntimesRequest\"b\n\x07Runtime\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x10\n\x08\x63ompiled\x18\x05 \x01(\x08\"@\n\x14ListRuntimesResponse\x12(\n\x08runtimes\x18\x01 \x03(\x0b\x32\x16.codebeaker.v1.Runtime\"X\n\x16SubmitExecutionRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.codebeaker.v1.ExecutionSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xb8\x02\n\x11\x45xecutionMetadata\x12,\n\x05state\x18\x01 \x01(\x0e\x32\x1d.codebeaker.v1.ExecutionState\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x14\n\x0c\x65xecution_id\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\t \x01(\x08*i\n\nComparison\x12\x1a\n\x16\x43OMPARISON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPARISON_EXACT\x10\x01\x12)\n%COMPARISON_IGNORE_TRAILING_WHITESPACE\x10\x02*\xf7\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XECUTION_STATUS_OK\x10\x01\x12\"\n\x1e\x45XECUTION_STATUS_RUNTIME_ERROR\x10\x02\x12\x1d\n\x19\x45XECUTION_STATUS_SIGNALED\x10\x03\x12(\n$EXECUTION_STATUS_TIME_LIMIT_EXCEEDED\x10\x04\x12*\n&EXECUTION_STATUS_MEMORY_LIMIT_EXCEEDED\x10\x05\x12*\n&EXECUTION_STATUS_OUTPUT_LIMIT_EXCEEDED\x10\x06\x12\"\n\x1e\x45XECUTION_STATUS_COMPILE_ERROR\x10\x07\x12\x1d\n\x19\x45XECUTION_STATUS_ACCEPTED\x10\x08\x12!\n\x1d\x45XECUTION_STATUS_WRONG_ANSWER\x10\t*@\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x11\n\rSTAGE_COMPILE\x10\x01\x12\r\n\tSTAGE_RUN\x10\x02*k\n\x05Limit\x12\x15\n\x11LIMIT_UNSPECIFIED\x10\x00\x12\x13\n\x0fLIMIT_WALL_TIME\x10\x01\x12\x12\n\x0eLIMIT_CPU_TIME\x10\x02\x12\x10\n\x0cLIMIT_MEMORY\x10\x03\x12\x10\n\x0cLIMIT_OUTPUT\x10\x04*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02*\xb7\x01\n\x10OutputFileStatus\x12\"\n\x1eOUTPUT_FILE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OUTPUT_FILE_STATUS_OK\x10\x01\x12\x1e\n\x1aOUTPUT_FILE_STATUS_MISSING\x10\x02\x12\"\n\x1eOUTPUT_FILE_STATUS_NOT_REGULAR\x10\x03\x12 \n\x1cOUTPUT_FILE_STATUS_TRUNCATED\x10\x04*\xc4\x01\n\x0e\x45xecutionState\x12\x1f\n\x1b\x45XECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45XECUTION_STATE_QUEUED\x10\x01\x12\x1b\n\x17\x45XECUTION_STATE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16\x45XECUTION_STATE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_STATE_CANCELLED\x10\x05\x32\x96\x03\n\x10\x45xecutionService\x12H\n\x07\x45xecute\x12\x1d.codebeaker.v1.ExecuteRequest\x1a\x1e.codebeaker.v1.ExecuteResponse\x12\\\n\rExecuteStream\x12#.codebeaker.v1.ExecuteStreamRequest\x1a$.codebeaker.v1.ExecuteStreamResponse0\x01\x12W\n\x0cListRuntimes\x12\".codebeaker.v1.ListRuntimesRequest\x1a#.codebeaker.v1.ListRuntimesResponse\x12\x80\x01\n\x0fSubmitExecution\x12%.codebeaker.v1.SubmitExecutionRequest\x1a\x1d.google.longrunning.Operation\"\'\xca\x41$\n\x0f\x45xecuteResponse\x12\x11\x45xecutionMetadatab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,52 +36,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTIONSPEC_ENVENTRY']._loaded_options = None
   _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_COMPARISON']._serialized_start=2848
-  _globals['_COMPARISON']._serialized_end=2953
-  _globals['_EXECUTIONSTATUS']._serialized_start=2956
-  _globals['_EXECUTIONSTATUS']._serialized_end=3331
-  _globals['_STAGE']._serialized_start=3333
-  _globals['_STAGE']._serialized_end=3397
-  _globals['_LIMIT']._serialized_start=3399
-  _globals['_LIMIT']._serialized_end=3506
-  _globals['_OUTPUTSTREAM']._serialized_start=3508
-  _globals['_OUTPUTSTREAM']._serialized_end=3605
-  _globals['_OUTPUTFILESTATUS']._serialized_start=3608
-  _globals['_OUTPUTFILESTATUS']._serialized_end=3791
-  _globals['_FILE']._serialized_start=80
-  _globals['_FILE']._serialized_end=117
-  _globals['_RESOURCELIMITS']._serialized_start=120
-  _globals['_RESOURCELIMITS']._serialized_end=298
-  _globals['_EXECUTIONSPEC']._serialized_start=301
-  _globals['_EXECUTIONSPEC']._serialized_end=737
-  _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_start=695
-  _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_end=737
-  _globals['_TESTCASE']._serialized_start=739
-  _globals['_TESTCASE']._serialized_end=861
-  _globals['_EXECUTIONRESULT']._serialized_start=864
-  _globals['_EXECUTIONRESULT']._serialized_end=1413
-  _globals['_STAGERESULT']._serialized_start=1416
-  _globals['_STAGERESULT']._serialized_end=1875
-  _globals['_OUTPUTFILE']._serialized_start=1877
-  _globals['_OUTPUTFILE']._serialized_end=1999
-  _globals['_EXECUTEREQUEST']._serialized_start=2001
-  _globals['_EXECUTEREQUEST']._serialized_end=2061
-  _globals['_EXECUTERESPONSE']._serialized_start=2063
-  _globals['_EXECUTERESPONSE']._serialized_end=2128
-  _globals['_EXECUTESTREAMREQUEST']._serialized_start=2130
-  _globals['_EXECUTESTREAMREQUEST']._serialized_end=2196
-  _globals['_EXECUTIONSTARTED']._serialized_start=2198
-  _globals['_EXECUTIONSTARTED']._serialized_end=2273
-  _globals['_OUTPUTCHUNK']._serialized_start=2276
-  _globals['_OUTPUTCHUNK']._serialized_end=2404
-  _globals['_EXECUTESTREAMRESPONSE']._serialized_start=2407
-  _globals['_EXECUTESTREAMRESPONSE']._serialized_end=2657
-  _globals['_LISTRUNTIMESREQUEST']._serialized_start=2659
-  _globals['_LISTRUNTIMESREQUEST']._serialized_end=2680
-  _globals['_RUNTIME']._serialized_start=2682
-  _globals['_RUNTIME']._serialized_end=2780
-  _globals['_LISTRUNTIMESRESPONSE']._serialized_start=2782
-  _globals['_LISTRUNTIMESRESPONSE']._serialized_end=2846
-  _globals['_EXECUTIONSERVICE']._serialized_start=3794
-  _globals['_EXECUTIONSERVICE']._serialized_end=4069
+  _globals['_EXECUTIONSERVICE'].methods_by_name['SubmitExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['SubmitExecution']._serialized_options = b'\312A$\n\017ExecuteResponse\022\021ExecutionMetadata'
+  _globals['_COMPARISON']._serialized_start=3323
+  _globals['_COMPARISON']._serialized_end=3428
+  _globals['_EXECUTIONSTATUS']._serialized_start=3431
+  _globals['_EXECUTIONSTATUS']._serialized_end=3806
+  _globals['_STAGE']._serialized_start=3808
+  _globals['_STAGE']._serialized_end=3872
+  _globals['_LIMIT']._serialized_start=3874
+  _globals['_LIMIT']._serialized_end=3981
+  _globals['_OUTPUTSTREAM']._serialized_start=3983
+  _globals['_OUTPUTSTREAM']._serialized_end=4080
+  _globals['_OUTPUTFILESTATUS']._serialized_start=4083
+  _globals['_OUTPUTFILESTATUS']._serialized_end=4266
+  _globals['_EXECUTIONSTATE']._serialized_start=4269
+  _globals['_EXECUTIONSTATE']._serialized_end=4465
+  _globals['_FILE']._serialized_start=150
+  _globals['_FILE']._serialized_end=187
+  _globals['_RESOURCELIMITS']._serialized_start=190
+  _globals['_RESOURCELIMITS']._serialized_end=368
+  _globals['_EXECUTIONSPEC']._serialized_start=371
+  _globals['_EXECUTIONSPEC']._serialized_end=807
+  _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_start=765
+  _globals['_EXECUTIONSPEC_ENVENTRY']._serialized_end=807
+  _globals['_TESTCASE']._serialized_start=809
+  _globals['_TESTCASE']._serialized_end=931
+  _globals['_EXECUTIONRESULT']._serialized_start=934
+  _globals['_EXECUTIONRESULT']._serialized_end=1483
+  _globals['_STAGERESULT']._serialized_start=1486
+  _globals['_STAGERESULT']._serialized_end=1945
+  _globals['_OUTPUTFILE']._serialized_start=1947
+  _globals['_OUTPUTFILE']._serialized_end=2069
+  _globals['_EXECUTEREQUEST']._serialized_start=2071
+  _globals['_EXECUTEREQUEST']._serialized_end=2131
+  _globals['_EXECUTERESPONSE']._serialized_start=2133
+  _globals['_EXECUTERESPONSE']._serialized_end=2198
+  _globals['_EXECUTESTREAMREQUEST']._serialized_start=2200
+  _globals['_EXECUTESTREAMREQUEST']._serialized_end=2266
+  _globals['_EXECUTIONSTARTED']._serialized_start=2268
+  _globals['_EXECUTIONSTARTED']._serialized_end=2343
+  _globals['_OUTPUTCHUNK']._serialized_start=2346
+  _globals['_OUTPUTCHUNK']._serialized_end=2474
+  _globals['_EXECUTESTREAMRESPONSE']._serialized_start=2477
+  _globals['_EXECUTESTREAMRESPONSE']._serialized_end=2727
+  _globals['_LISTRUNTIMESREQUEST']._serialized_start=2729
+  _globals['_LISTRUNTIMESREQUEST']._serialized_end=2750
+  _globals['_RUNTIME']._serialized_start=2752
+  _globals['_RUNTIME']._serialized_end=2850
+  _globals['_LISTRUNTIMESRESPONSE']._serialized_start=2852
+  _globals['_LISTRUNTIMESRESPONSE']._serialized_end=2916
+  _globals['_SUBMITEXECUTIONREQUEST']._serialized_start=2918
+  _globals['_SUBMITEXECUTIONREQUEST']._serialized_end=3006
+  _globals['_EXECUTIONMETADATA']._serialized_start=3009
+  _globals['_EXECUTIONMETADATA']._serialized_end=3321
+  _globals['_EXECUTIONSERVICE']._serialized_start=4468
+  _globals['_EXECUTIONSERVICE']._serialized_end=4874
 # @@protoc_insertion_point(module_scope)

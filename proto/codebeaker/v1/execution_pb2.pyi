@@ -13,6 +13,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -203,6 +204,40 @@ followed or read; reason says which.
 OUTPUT_FILE_STATUS_TRUNCATED: OutputFileStatus.ValueType  # 4
 """A regular file cut at the per-file or total cap (content holds the start)."""
 Global___OutputFileStatus: _TypeAlias = OutputFileStatus  # noqa: Y015
+
+class _ExecutionState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExecutionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExecutionState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXECUTION_STATE_UNSPECIFIED: _ExecutionState.ValueType  # 0
+    EXECUTION_STATE_QUEUED: _ExecutionState.ValueType  # 1
+    """Waiting for a worker."""
+    EXECUTION_STATE_RUNNING: _ExecutionState.ValueType  # 2
+    """A worker runs it."""
+    EXECUTION_STATE_SUCCEEDED: _ExecutionState.ValueType  # 3
+    """It ran; Operation.response holds its ExecuteResponse (any verdict)."""
+    EXECUTION_STATE_FAILED: _ExecutionState.ValueType  # 4
+    """The service could not run it; Operation.error says why."""
+    EXECUTION_STATE_CANCELLED: _ExecutionState.ValueType  # 5
+    """Cancelled before it ended; Operation.error is CANCELLED."""
+
+class ExecutionState(_ExecutionState, metaclass=_ExecutionStateEnumTypeWrapper):
+    """ExecutionState is where a queued execution is in its life."""
+
+EXECUTION_STATE_UNSPECIFIED: ExecutionState.ValueType  # 0
+EXECUTION_STATE_QUEUED: ExecutionState.ValueType  # 1
+"""Waiting for a worker."""
+EXECUTION_STATE_RUNNING: ExecutionState.ValueType  # 2
+"""A worker runs it."""
+EXECUTION_STATE_SUCCEEDED: ExecutionState.ValueType  # 3
+"""It ran; Operation.response holds its ExecuteResponse (any verdict)."""
+EXECUTION_STATE_FAILED: ExecutionState.ValueType  # 4
+"""The service could not run it; Operation.error says why."""
+EXECUTION_STATE_CANCELLED: ExecutionState.ValueType  # 5
+"""Cancelled before it ended; Operation.error is CANCELLED."""
+Global___ExecutionState: _TypeAlias = ExecutionState  # noqa: Y015
 
 @_typing.final
 class File(_message.Message):
@@ -865,3 +900,89 @@ class ListRuntimesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRuntimesResponse: _TypeAlias = ListRuntimesResponse  # noqa: Y015
+
+@_typing.final
+class SubmitExecutionRequest(_message.Message):
+    """SubmitExecutionRequest queues one execution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155): a retried submit with the same key returns the
+    operation the first one created, while that operation is kept. Up to 128
+    characters; empty means every submit is new.
+    """
+    @_builtins.property
+    def spec(self) -> Global___ExecutionSpec: ...
+    def __init__(
+        self,
+        *,
+        spec: Global___ExecutionSpec | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitExecutionRequest: _TypeAlias = SubmitExecutionRequest  # noqa: Y015
+
+@_typing.final
+class ExecutionMetadata(_message.Message):
+    """ExecutionMetadata is the metadata of a SubmitExecution operation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
+    state: Global___ExecutionState.ValueType
+    attempts: _builtins.int
+    """How many times a worker took it (more than 1: a worker stopped mid-run)."""
+    execution_id: _builtins.str
+    """The latest attempt's execution id (as in ExecutionStarted and the server's logs)."""
+    request_id: _builtins.str
+    """The request_id it was submitted with."""
+    language: _builtins.str
+    """The language id it runs."""
+    cancel_requested: _builtins.bool
+    """A cancel was asked for while it ran; it ends CANCELLED shortly."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When its latest attempt started; unset while queued."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """When it reached its final state; unset before."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___ExecutionState.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _builtins.int = ...,
+        execution_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        language: _builtins.str = ...,
+        cancel_requested: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cancel_requested", b"cancel_requested", "create_time", b"create_time", "end_time", b"end_time", "execution_id", b"execution_id", "language", b"language", "request_id", b"request_id", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionMetadata: _TypeAlias = ExecutionMetadata  # noqa: Y015

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from codebeaker.v1 import execution_pb2 as codebeaker_dot_v1_dot_execution__pb2
+from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -50,6 +51,11 @@ class ExecutionServiceStub:
                 request_serializer=codebeaker_dot_v1_dot_execution__pb2.ListRuntimesRequest.SerializeToString,
                 response_deserializer=codebeaker_dot_v1_dot_execution__pb2.ListRuntimesResponse.FromString,
                 _registered_method=True)
+        self.SubmitExecution = channel.unary_unary(
+                '/codebeaker.v1.ExecutionService/SubmitExecution',
+                request_serializer=codebeaker_dot_v1_dot_execution__pb2.SubmitExecutionRequest.SerializeToString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -77,6 +83,21 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitExecution(self, request, context):
+        """SubmitExecution queues one execution and returns at once: a long-running
+        operation named "operations/{id}", followed with google.longrunning.Operations
+        on the same server. Its metadata is an ExecutionMetadata; when done, its
+        response is the ExecuteResponse (whatever the program's verdict), or its
+        error a google.rpc.Status when the service could not run it. The spec is
+        validated exactly as Execute's (the same INVALID_ARGUMENTs); the same
+        request_id returns the same operation while it is kept.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +115,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListRuntimes,
                     request_deserializer=codebeaker_dot_v1_dot_execution__pb2.ListRuntimesRequest.FromString,
                     response_serializer=codebeaker_dot_v1_dot_execution__pb2.ListRuntimesResponse.SerializeToString,
+            ),
+            'SubmitExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitExecution,
+                    request_deserializer=codebeaker_dot_v1_dot_execution__pb2.SubmitExecutionRequest.FromString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +204,33 @@ class ExecutionService:
             '/codebeaker.v1.ExecutionService/ListRuntimes',
             codebeaker_dot_v1_dot_execution__pb2.ListRuntimesRequest.SerializeToString,
             codebeaker_dot_v1_dot_execution__pb2.ListRuntimesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/codebeaker.v1.ExecutionService/SubmitExecution',
+            codebeaker_dot_v1_dot_execution__pb2.SubmitExecutionRequest.SerializeToString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,

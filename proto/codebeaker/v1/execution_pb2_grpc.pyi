@@ -11,6 +11,7 @@ UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED). Program data is bytes end to end.
 
 from codebeaker.v1 import execution_pb2 as _execution_pb2
 from collections import abc as _abc
+from google.longrunning import operations_pb2 as _operations_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -45,6 +46,17 @@ class ExecutionServiceStub:
     """ExecuteStream streams output as the program produces it, then the result."""
     ListRuntimes: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ListRuntimesRequest, _execution_pb2.ListRuntimesResponse]
     """ListRuntimes lists the languages this server can run."""
+    SubmitExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.SubmitExecutionRequest, _operations_pb2.Operation]
+    """SubmitExecution queues one execution and returns at once: a long-running
+    operation named "operations/{id}", followed with google.longrunning.Operations
+    on the same server. Its metadata is an ExecutionMetadata; when done, its
+    response is the ExecuteResponse (whatever the program's verdict), or its
+    error a google.rpc.Status when the service could not run it. The spec is
+    validated exactly as Execute's (the same INVALID_ARGUMENTs); the same
+    request_id returns the same operation while it is kept.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -57,6 +69,17 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """ExecuteStream streams output as the program produces it, then the result."""
     ListRuntimes: _aio.UnaryUnaryMultiCallable[_execution_pb2.ListRuntimesRequest, _execution_pb2.ListRuntimesResponse]  # type: ignore[assignment]
     """ListRuntimes lists the languages this server can run."""
+    SubmitExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.SubmitExecutionRequest, _operations_pb2.Operation]  # type: ignore[assignment]
+    """SubmitExecution queues one execution and returns at once: a long-running
+    operation named "operations/{id}", followed with google.longrunning.Operations
+    on the same server. Its metadata is an ExecutionMetadata; when done, its
+    response is the ExecuteResponse (whatever the program's verdict), or its
+    error a google.rpc.Status when the service could not run it. The spec is
+    validated exactly as Execute's (the same INVALID_ARGUMENTs); the same
+    request_id returns the same operation while it is kept.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecutionService runs programs, each in a fresh single-use sandbox."""
@@ -84,5 +107,22 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_pb2.ListRuntimesResponse, _abc.Awaitable[_execution_pb2.ListRuntimesResponse]]:
         """ListRuntimes lists the languages this server can run."""
+
+    @_abc_1.abstractmethod
+    def SubmitExecution(
+        self,
+        request: _execution_pb2.SubmitExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.Operation, _abc.Awaitable[_operations_pb2.Operation]]:
+        """SubmitExecution queues one execution and returns at once: a long-running
+        operation named "operations/{id}", followed with google.longrunning.Operations
+        on the same server. Its metadata is an ExecutionMetadata; when done, its
+        response is the ExecuteResponse (whatever the program's verdict), or its
+        error a google.rpc.Status when the service could not run it. The spec is
+        validated exactly as Execute's (the same INVALID_ARGUMENTs); the same
+        request_id returns the same operation while it is kept.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
