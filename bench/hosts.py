@@ -21,8 +21,10 @@ from bench.server import ServerProcess, supports_flag
 from bench.service import Service, measure_execute, measure_first_output, measure_throughput
 from bench.serving import with_server
 from bench.stats import Summary, Unavailable
+from codebeaker.v1 import execution_pb2 as pb
 
 FIGURES = ("cb_host", "cb_host_b2b", "host_stream_first", "host_program")
+HOSTS_UP_TIMEOUT = 60.0
 
 
 def measure_hosts(plan: Plan, results: Results, ctx: Context) -> None:
@@ -43,6 +45,11 @@ def measure_hosts(plan: Plan, results: Results, ctx: Context) -> None:
 def _measure(
     plan: Plan, results: Results, ctx: Context, server: ServerProcess, service: Service
 ) -> None:
+    # Measured on an idle server, as the warm pool is: every language's host up first.
+    runtimes = service.stub.ListRuntimes(pb.ListRuntimesRequest(), timeout=30).runtimes
+    if not server.wait_for_pool(len(runtimes), HOSTS_UP_TIMEOUT):
+        results.notes.append(f"the reusable-host server never showed {len(runtimes)} hosts")
+
     def paced() -> None:
         server.check_alive()
         time.sleep(plan.gap)  # the pause is the point: a caller with think time
