@@ -45,12 +45,12 @@ runsc_registered() { docker info --format '{{json .Runtimes}}' 2>/dev/null | gre
 RUNSC_RELEASE=20240729
 TRIXIE_SOURCES=/etc/apt/sources.list.d/codebeaker-trixie.sources
 TRIXIE_PIN=/etc/apt/preferences.d/codebeaker-trixie
-runsc_current() {
-    command -v runsc >/dev/null && runsc --version 2>/dev/null | head -1 | grep -q "$RUNSC_RELEASE"
+runsc_current() { # not a pipe: under pipefail, a reader that stops early fails it
+    command -v runsc >/dev/null && [[ "$(runsc --version 2>/dev/null)" == *"$RUNSC_RELEASE"* ]]
 }
 install_trixie_runsc() {
     [ "$(id -u)" -eq 0 ] || die "installing gVisor's runsc ($RUNSC_RELEASE) needs root: sudo $0"
-    if ! grep -qs trixie /etc/os-release; then
+    if ! grep -qs trixie /etc/os-release && [ ! -s "$TRIXIE_SOURCES" ]; then
         say "adding Debian trixie as an apt source pinned at 100 (for runsc only)"
         printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
             >"$TRIXIE_SOURCES"
