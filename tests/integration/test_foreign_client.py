@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-
 
 from codebeaker.runtimes.catalog import Catalog
 from tests.integration.conftest import Server
+from tools.proto_deps import lay_out
 
 pytestmark = pytest.mark.docker
 CLIENT_DIR = Path(__file__).with_name("node_client")
@@ -40,11 +41,21 @@ def node_client() -> Path:
 
 
 @pytest.fixture(scope="session")
-def report(server: Server) -> dict[str, Any]:
+def proto_deps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The googleapis .proto files the contract imports (google/longrunning/...), laid
+    out under their import names as `make proto` does, for the Node client's loader."""
+    out = tmp_path_factory.mktemp("proto-deps")
+    lay_out(PROTO_ROOT, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def report(server: Server, proto_deps: Path) -> dict[str, Any]:
     """What the Node client saw of `server`: one run of its script."""
     script = node_client()
+    roots = [str(PROTO_ROOT), str(proto_deps), str(GOOGLE_PROTO_ROOT)]
     done = subprocess.run(
-        ["node", str(script), server.address, str(PROTO_ROOT), str(GOOGLE_PROTO_ROOT)],
+        ["node", str(script), server.address, *roots],
         capture_output=True,
         timeout=120,
         check=False,

@@ -8,9 +8,9 @@ const grpc = require('@grpc/grpc-js');
 const loader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
-const [address, protoRoot, googleRoot] = process.argv.slice(2);
+const [address, protoRoot, depsRoot, googleRoot] = process.argv.slice(2);
 const definition = loader.loadSync('codebeaker/v1/execution.proto', {
-  includeDirs: [protoRoot],
+  includeDirs: [protoRoot, depsRoot],
   keepCase: true,
   enums: String,
   longs: Number,
