@@ -58,7 +58,9 @@ def _poll(condition: Any, within: float) -> bool:
 
 @pytest.mark.parametrize("runtime", ["runc", "runsc"])
 def test_cancel_a_running_job_removes_its_container(runtime: str, tmp_path: Path) -> None:
-    server = start_server("--runtime", runtime, "--pool-size", "0", "--state-dir", str(tmp_path))
+    # One container per run and no pool: the one container of this server is the job's.
+    options = ("--runtime", runtime, "--isolation", "container", "--pool-size", "0")
+    server = start_server(*options, "--state-dir", str(tmp_path))
     try:
         operations = _operations(server)
         name = _submit(server, SLEEPER)
