@@ -51,6 +51,13 @@ class Reason(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     NOT_FOUND = "NOT_FOUND"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    SESSION_PAUSED = "SESSION_PAUSED"  # FAILED_PRECONDITION: resume it first
+    SESSION_ENDED = "SESSION_ENDED"  # FAILED_PRECONDITION: terminated or failed
+    SESSION_NOT_READY = "SESSION_NOT_READY"  # FAILED_PRECONDITION: still being created
+    SESSIONS_EXHAUSTED = "SESSIONS_EXHAUSTED"  # RESOURCE_EXHAUSTED: --max-sessions are live
+    ALREADY_EXISTS = "ALREADY_EXISTS"  # ALREADY_EXISTS: the id is taken
+    # UNIMPLEMENTED: a part of the contract this server does not serve yet.
+    UNIMPLEMENTED = "UNIMPLEMENTED"
     # The error of a google.longrunning operation (never of an RPC).
     CANCELLED = "CANCELLED"  # CANCELLED: the operation was cancelled before it ended
     ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"  # ABORTED: it ended its worker max-attempts times
@@ -174,3 +181,15 @@ class FailedPrecondition(CodeBeakerError):
     """The resource is not in a state that allows this (e.g. a paused session)."""
 
     reason = Reason.FAILED_PRECONDITION
+
+
+class Unimplemented(CodeBeakerError):
+    """A part of the contract this server does not serve yet (UNIMPLEMENTED)."""
+
+    reason = Reason.UNIMPLEMENTED
+
+
+class AlreadyExists(CodeBeakerError):
+    """A resource with the asked-for id exists already (ALREADY_EXISTS)."""
+
+    reason = Reason.ALREADY_EXISTS

@@ -33,6 +33,7 @@ from grpc_reflection.v1alpha import reflection
 from codebeaker.runtimes import telemetry
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.sandbox import Sandbox, unready_reason
+from codebeaker.runtimes.sessions.backend import SessionBackend
 from codebeaker.server import transport
 from codebeaker.server.access import Access
 from codebeaker.server.admission import Admission
@@ -47,10 +48,12 @@ from codebeaker.server.reporting import ExecutionReporter
 from codebeaker.server.requests import RequestRules
 from codebeaker.server.rpc_telemetry import TelemetryInterceptor
 from codebeaker.server.servicer import ExecutionServicer
-from codebeaker.v1 import execution_pb2, execution_pb2_grpc
+from codebeaker.server.sessions.runtime import SessionRuntime
+from codebeaker.v1 import execution_pb2, execution_pb2_grpc, session_pb2, session_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+SESSION_SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 OPERATIONS_SERVICE_NAME = "google.longrunning.Operations"
 LIVENESS_NAME = "codebeaker.liveness"
 UNREPORTED = "the sandbox reported nothing about this language"
@@ -63,7 +66,13 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Application:
     """One server instance; `start` binds (port 0 allowed), `stop` drains."""
 
-    def __init__(self, config: ServerConfig, sandbox: Sandbox, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        sandbox: Sandbox,
+        catalog: Catalog,
+        session_backend: SessionBackend | None = None,
+    ) -> None:
         self.config = config
         self.sandbox = sandbox
         limits = config.limits
@@ -122,8 +131,27 @@ class Application:
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(servicer, self.server)
         operations_pb2_grpc.add_OperationsServicer_to_server(self.queue.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # Sessions need a backend that makes session sandboxes (the real one does; a
+        # server built over a fake sandbox for unit tests serves without them).
+        self.sessions: SessionRuntime | None = None
+        if session_backend is not None:
+            self.sessions = SessionRuntime(
+                session_backend,
+                config.sessions,
+                state_dir=state_dir,
+                catalog=lambda: self._rules.catalog,
+                execution_policy=limits.limit_policy(),
+                cpus=config.backend.sandbox_cpus,
+                resizable=sandbox.memory_resizable,
+                file_caps=(limits.output_file_cap, limits.output_files_cap),
+                registry=self.metrics.registry,
+            )
+            session_pb2_grpc.add_SessionServiceServicer_to_server(
+                self.sessions.servicer, self.server
+            )
         names = (
             SERVICE_NAME,
+            *((SESSION_SERVICE_NAME,) if self.sessions else ()),
             OPERATIONS_SERVICE_NAME,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
@@ -151,6 +179,8 @@ class Application:
         self.access.warn_if_open(self.config.service.address)
         with contextlib.suppress(Exception):
             await self.sandbox.prepare()
+        if self.sessions is not None:
+            await self.sessions.start()
         await self.server.start()
         self.queue.start()
         self._watch = asyncio.create_task(self._watch_health())
@@ -232,6 +262,8 @@ class Application:
         # Calls and queued executions drain together: both get the grace; what the queue's
         # workers could not finish in it is handed back to the queue, not lost.
         await asyncio.gather(self.server.stop(grace), self.queue.stop(grace))
+        if self.sessions is not None:  # they outlive the server unless told otherwise
+            await self.sessions.stop()
         await self.sandbox.close()
         await self.access.close()
         telemetry.remove_observer(self.metrics)
@@ -244,9 +276,14 @@ def language_health_name(language: str) -> str:
     return f"{SERVICE_NAME}/{language}"
 
 
-async def serve(config: ServerConfig, sandbox: Sandbox, catalog: Catalog) -> None:
+async def serve(
+    config: ServerConfig,
+    sandbox: Sandbox,
+    catalog: Catalog,
+    session_backend: SessionBackend | None = None,
+) -> None:
     """Run until SIGTERM or SIGINT, then drain and return."""
-    app = Application(config, sandbox, catalog)
+    app = Application(config, sandbox, catalog, session_backend)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

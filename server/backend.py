@@ -20,6 +20,7 @@ from codebeaker.runtimes.docker import DockerBackend, DockerSettings
 from codebeaker.runtimes.docker.connection import EngineTLS
 from codebeaker.runtimes.docker.images import add_images_command
 from codebeaker.runtimes.docker.labels import IMAGE_PREFIX, ImageNames
+from codebeaker.runtimes.docker.sessions import DockerSessions as Sessions
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.runtimes.supervised import SupervisedSandbox
 from codebeaker.server.options import SIZE, language_ids, parse_assignments, setting
@@ -75,7 +76,16 @@ class BackendConfig:
 
 def build_sandbox(config: ServerConfig, catalog: Catalog) -> Sandbox:
     """The server's sandbox: pools and supervision over the configured backend."""
+    return build_backends(config, catalog)[0]
+
+
+def build_backends(config: ServerConfig, catalog: Catalog) -> tuple[Sandbox, Sessions]:
+    """The sandbox for one-shot runs and the session backend, over one engine."""
     backend = DockerBackend(catalog, config.backend.settings(catalog))
+    return _sandbox(config, catalog, backend), Sessions(backend)
+
+
+def _sandbox(config: ServerConfig, catalog: Catalog, backend: DockerBackend) -> Sandbox:
     return SupervisedSandbox(
         catalog,
         backend,

@@ -81,7 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from codebeaker.server import logs, tracing
     from codebeaker.server.app import serve
-    from codebeaker.server.backend import build_sandbox
+    from codebeaker.server.backend import build_backends
     from codebeaker.server.config import build_config
 
     try:
@@ -92,11 +92,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logs.configure(config.service.log_level, config.service.log_format)
     catalog = config.catalog.catalog()  # build_config built it once: it loads
-    sandbox = build_sandbox(config, catalog)  # build_config checked its settings
+    sandbox, sessions = build_backends(config, catalog)  # build_config checked its settings
     if provider is not None:
         trace.set_tracer_provider(provider)
     try:
-        asyncio.run(serve(config, sandbox, catalog))
+        asyncio.run(serve(config, sandbox, catalog, sessions))
     except OSError as error:
         print(f"codebeaker serve: {error}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ from codebeaker.server.backend import BackendConfig
 from codebeaker.server.languages import CatalogConfig
 from codebeaker.server.operations.config import QueueConfig, StateConfig
 from codebeaker.server.options import SIZE, language_ids, parse_size, setting, split_host_port
+from codebeaker.server.sessions.config import SessionConfig
 from codebeaker.server.tenancy import AccessConfig
 
 ENV_PREFIX = "CODEBEAKER_"
@@ -175,6 +176,7 @@ class ServerConfig:
     access: AccessConfig = field(default_factory=AccessConfig)
     state: StateConfig = field(default_factory=StateConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    sessions: SessionConfig = field(default_factory=SessionConfig)
 
     def with_values(self, **values: Any) -> ServerConfig:
         """A copy with the named settings changed, whichever section holds them."""
@@ -260,6 +262,7 @@ def check(config: ServerConfig, catalog: Catalog) -> None:
     config.backend.settings(catalog)
     config.access.check()  # the tenants file reads, and every tenant in it is valid
     config.queue.check()
+    config.sessions.check()
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:

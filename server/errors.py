@@ -35,6 +35,7 @@ from grpc import aio
 from grpc_status import rpc_status  # type: ignore[import-untyped, unused-ignore]
 
 from codebeaker.runtimes.errors import (
+    AlreadyExists,
     CapacityExhausted,
     CodeBeakerError,
     FailedPrecondition,
@@ -46,6 +47,7 @@ from codebeaker.runtimes.errors import (
     SandboxFailure,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from codebeaker.server.interception import Interceptor, Method, UnparsableRequest
 
@@ -67,6 +69,8 @@ _CODES: Sequence[tuple[type[CodeBeakerError], grpc.StatusCode]] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (SandboxFailure, grpc.StatusCode.INTERNAL),
 )
 

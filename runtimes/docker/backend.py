@@ -22,7 +22,12 @@ from codebeaker.runtimes.docker.cgroup import memory_cgroup
 from codebeaker.runtimes.docker.container import container_config
 from codebeaker.runtimes.docker.engine import AttachStream, Engine
 from codebeaker.runtimes.docker.host import READ_SIZE, DockerHost
-from codebeaker.runtimes.docker.labels import OWNER_LABEL, VERSION_LABEL, image_for
+from codebeaker.runtimes.docker.labels import (
+    OWNER_LABEL,
+    SESSION_LABEL,
+    VERSION_LABEL,
+    image_for,
+)
 from codebeaker.runtimes.docker.settings import DockerSettings
 from codebeaker.runtimes.errors import CodeBeakerError
 from codebeaker.runtimes.model import Limits
@@ -45,6 +50,14 @@ class DockerBackend:
         return self._settings.cpus
 
     @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def settings(self) -> DockerSettings:
+        return self._settings
+
+    @property
     def owner_label(self) -> str:
         return f"{OWNER_LABEL}={self._settings.instance}"
 
@@ -55,7 +68,10 @@ class DockerBackend:
         await self._remove_owned("leftover")
 
     async def _remove_owned(self, kind: str) -> None:
-        owned = await self._engine.containers_with_label(self.owner_label)
+        """Remove our one-shot sandboxes and hosts; sessions' containers outlive a
+        server (the session registry decides about those)."""
+        found = await self._engine.containers(self.owner_label)
+        owned = [item.id for item in found if SESSION_LABEL not in item.labels]
         if owned:
             log.info("removing %d %s sandbox containers", len(owned), kind)
         await asyncio.gather(*(self._engine.remove(cid) for cid in owned))
@@ -97,7 +113,7 @@ class DockerBackend:
         annotate(runtime=self._settings.runtime_for(spec.id))
         label = execution_id or (REUSABLE if reusable else POOLED)
         config = container_config(spec, limits, self._settings, label, reusable=reusable)
-        container_id = await self._created(config)
+        container_id = await self.created(config)
         attach: AttachStream | None = None
         try:
             attach = await self._engine.attach(container_id)
@@ -111,7 +127,7 @@ class DockerBackend:
                 memory = memory_cgroup((await self._engine.state(container_id)).pid)
         return DockerHost(container_id, attach, self._engine, memory)
 
-    async def _created(self, config: dict[str, object]) -> str:
+    async def created(self, config: dict[str, object]) -> str:
         """Create a container; a caller that gives up meanwhile (a cancelled call)
         must not leave it behind: the engine finishes creating it regardless."""
         creating = asyncio.ensure_future(self._engine.create(config))

@@ -18,6 +18,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from codebeaker.runtimes.sessions.backend import SandboxUsage
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
 
@@ -37,6 +39,62 @@ class MemoryCgroup:
             (self.path / "memory.max_usage_in_bytes").write_text("0")
             return True
         return False
+
+
+@dataclass(frozen=True)
+class SandboxCgroups:
+    """A whole sandbox's memory and CPU accounting files, read from the host."""
+
+    memory: MemoryCgroup
+    cpu_usage_file: Path | None  # nanoseconds (v1 cpuacct.usage) or cpu.stat (v2)
+
+    def usage(self) -> SandboxUsage:
+        memory = self.memory.path
+        if self.memory.version == 1:
+            current = _read_int(memory / "memory.usage_in_bytes")
+            peak = _read_int(memory / "memory.max_usage_in_bytes")
+        else:
+            current = _read_int(memory / "memory.current")
+            peak = _read_int(memory / "memory.peak")
+        return SandboxUsage(self._cpu_seconds(), current, peak)
+
+    def _cpu_seconds(self) -> float | None:
+        path = self.cpu_usage_file
+        if path is None:
+            return None
+        if path.name == "cpu.stat":
+            with contextlib.suppress(OSError, ValueError):
+                for line in path.read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+            return None
+        nanos = _read_int(path)
+        return None if nanos is None else nanos / 1e9
+
+
+def _read_int(path: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(path.read_text().split()[0])
+    return None
+
+
+def sandbox_cgroups(pid: int, root: Path = CGROUP_ROOT, proc: Path = PROC) -> SandboxCgroups | None:
+    """The accounting files of the sandbox whose first process is `pid`, or None."""
+    memory = memory_cgroup(pid, root, proc)
+    if memory is None:
+        return None
+    if memory.version == 2:
+        return SandboxCgroups(memory, memory.path / "cpu.stat")
+    cpu: Path | None = None
+    with contextlib.suppress(OSError):
+        for line in (proc / str(pid) / "cgroup").read_text().splitlines():
+            _, _, rest = line.partition(":")
+            controllers, _, path = rest.partition(":")
+            if "cpuacct" in controllers.split(","):
+                candidate = root / "cpuacct" / path.lstrip("/") / "cpuacct.usage"
+                cpu = candidate if candidate.exists() else None
+    return SandboxCgroups(memory, cpu)
 
 
 def memory_cgroup(pid: int, root: Path = CGROUP_ROOT, proc: Path = PROC) -> MemoryCgroup | None:

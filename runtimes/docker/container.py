@@ -16,11 +16,13 @@ from codebeaker.runtimes.docker.labels import (
     EXECUTION_LABEL,
     LANGUAGE_LABEL,
     OWNER_LABEL,
+    SESSION_LABEL,
     image_for,
 )
 from codebeaker.runtimes.docker.settings import GVISOR, DockerSettings
 from codebeaker.runtimes.layout import BASE_ENV, SANDBOX_UID, WORKDIR
 from codebeaker.runtimes.model import Limits
+from codebeaker.runtimes.sessions.backend import SessionLimits
 
 SUPERVISOR = "/usr/local/bin/cb-supervisor"
 SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
@@ -109,6 +111,48 @@ def container_config(
             LANGUAGE_LABEL: spec.id,
         },
         "HostConfig": host_config,
+    }
+
+
+SESSION_EXECUTION = "session"  # execution label of a session's container
+
+
+def session_config(
+    spec: LanguageSpec, limits: SessionLimits, settings: DockerSettings, session_id: str
+) -> dict[str, object]:
+    """The body of POST /containers/create for a session: hardened as a one-shot
+    sandbox, with the session's limits, its agent as PID 1 (PROTOCOL.md § Session
+    mode), and stdin that stays open when the server detaches (a restarted server
+    attaches again)."""
+    one_shot = Limits(
+        wall_time=0.0,
+        cpu_time=0.0,
+        memory_bytes=limits.memory_bytes,
+        max_processes=limits.max_processes,
+        max_output_bytes=0,
+    )
+    config = container_config(spec, one_shot, settings, SESSION_EXECUTION)
+    host_config = config["HostConfig"]
+    assert isinstance(host_config, dict)
+    tmpfs = dict(host_config["Tmpfs"])
+    tmpfs[WORKDIR] = tmpfs[WORKDIR].rsplit("size=", 1)[0] + f"size={limits.disk_bytes}"
+    host_config["Tmpfs"] = tmpfs
+    host_config["NanoCpus"] = int(limits.cpus * 1e9)
+    labels = config["Labels"]
+    assert isinstance(labels, dict)
+    labels[SESSION_LABEL] = session_id
+    config.update(Cmd=[SUPERVISOR, "--session"], StdinOnce=False)
+    return config
+
+
+def session_resources(runtime: str, limits: SessionLimits) -> dict[str, int]:
+    """What POST /containers/{id}/update changes for a started session's limits."""
+    pids, _ = _process_limits(runtime, limits.max_processes)
+    return {
+        "Memory": limits.memory_bytes,
+        "MemorySwap": limits.memory_bytes,
+        "NanoCpus": int(limits.cpus * 1e9),
+        "PidsLimit": pids,
     }
 
 

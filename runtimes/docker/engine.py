@@ -19,7 +19,7 @@ import functools
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -36,6 +36,7 @@ T = TypeVar("T")
 PING_TIMEOUT = 10
 REMOVE_ATTEMPTS = 4
 REMOVE_RETRY_DELAY = 0.1
+EVENTS_RETRY_DELAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class ContainerState:
     exit_code: int
     oom_killed: bool
     pid: int = 0  # its first process, on the engine's host (0 once it stopped)
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    """One container as the engine lists it."""
+
+    id: str
+    labels: Mapping[str, str]
+    state: str  # created, running, paused, restarting, removing, exited, dead
+    created: float  # seconds since the epoch
 
 
 @dataclass
@@ -220,6 +231,67 @@ class Engine:
         )
         return [str(item["Id"]) for item in found]
 
+    async def containers(self, label: str) -> list[ContainerSummary]:
+        """Every container carrying `label`, with its labels and state."""
+        found = await self._call(lambda api: api.containers(all=True, filters={"label": label}))
+        return [
+            ContainerSummary(
+                id=str(item["Id"]),
+                labels={str(k): str(v) for k, v in (item.get("Labels") or {}).items()},
+                state=str(item.get("State", "")),
+                created=float(item.get("Created") or 0),
+            )
+            for item in found
+        ]
+
+    async def pause(self, container_id: str) -> None:
+        await self._call(lambda api: api.pause(container_id))
+
+    async def unpause(self, container_id: str) -> None:
+        await self._call(lambda api: api.unpause(container_id))
+
+    async def update(self, container_id: str, resources: Mapping[str, int]) -> None:
+        """POST /containers/{id}/update with these HostConfig resources."""
+        await self._call(functools.partial(_update, container_id=container_id, resources=resources))
+
+    async def events(self, label: str) -> AsyncIterator[Mapping[str, object]]:
+        """The engine's container events for containers carrying `label`, as they
+        come. A dedicated thread follows the engine's event stream and follows it
+        again when the engine goes and comes back; each (re)connection is announced
+        by an item {"Action": "reconnected"}."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Mapping[str, object]] = asyncio.Queue()
+        stop = threading.Event()
+        streams: list[object] = []
+
+        def follow() -> None:
+            while not stop.is_set():
+                try:
+                    stream = self._api().events(
+                        filters={"type": "container", "label": label}, decode=True
+                    )
+                    streams[:] = [stream]
+                    loop.call_soon_threadsafe(queue.put_nowait, {"Action": "reconnected"})
+                    for item in stream:
+                        if stop.is_set():
+                            return
+                        loop.call_soon_threadsafe(queue.put_nowait, item)
+                except Exception as error:  # the engine went away: follow it again soon
+                    log.debug("engine event stream ended: %s", error)
+                    self._forget_version()
+                stop.wait(EVENTS_RETRY_DELAY)
+
+        thread = threading.Thread(target=follow, name="docker-events", daemon=True)
+        thread.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            stop.set()
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    stream.close()  # type: ignore[attr-defined]
+
     async def image_labels(self, image: str) -> Mapping[str, str]:
         info = await self._call(lambda api: api.inspect_image(image))  # type: ignore[no-untyped-call]
         labels = (info.get("Config") or {}).get("Labels") or {}
@@ -256,6 +328,14 @@ class Engine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
+
+
+def _update(api: docker.APIClient, container_id: str, resources: Mapping[str, int]) -> None:
+    """The API's own update body (docker-py's update_container lacks NanoCpus)."""
+    url = f"{api.base_url}/v{api.api_version}/containers/{container_id}/update"
+    response = api.post(url, json=dict(resources))
+    if not response.ok:
+        raise docker.errors.APIError(f"update refused: {response.text}", response)
 
 
 def _remove(api: docker.APIClient, container_id: str) -> None:

@@ -37,6 +37,8 @@ EXECUTION_LABEL = "io.codebeaker.execution"
 """Label on a sandbox container: the execution it runs."""
 LANGUAGE_LABEL = "io.codebeaker.language"
 """Label on a sandbox container: the language id of its image."""
+SESSION_LABEL = "io.codebeaker.session"
+"""Label on a session's container: the session's id (DESIGN.md § SessionService)."""
 
 
 @dataclass(frozen=True)

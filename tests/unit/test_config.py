@@ -93,6 +93,7 @@ def test_setting_names_are_unique_across_sections() -> None:
         "access",
         "state",
         "queue",
+        "sessions",
         "catalog",
     }
 
