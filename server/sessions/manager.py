@@ -39,10 +39,12 @@ from codebeaker.runtimes.sessions.agent import (
     ExecEnded,
     ExecFailed,
     ExecOutput,
+    ExecStartedFrame,
     RunningExec,
 )
 from codebeaker.runtimes.sessions.backend import SessionBackend, SessionLimits, SessionSandbox
 from codebeaker.runtimes.sessions.wire import DirEntry, Reply
+from codebeaker.runtimes.telemetry import annotate, background_phase, phase
 from codebeaker.runtimes.verdict import outcome_from_report
 from codebeaker.server.logs import event
 from codebeaker.server.sessions.execs import ExecBegan, ExecFailure, ExecRecord
@@ -243,6 +245,16 @@ class Sessions:
         self.live[session_id] = entry
         self.registry.save(record)
         self._publish(EventType.CREATED, record)
+        with phase(
+            "session.create", session=session_id, language=ask.spec.id, spare=spare is not None
+        ):
+            await self._start_sandbox(entry, ask, spare)
+        record.sandbox_id = entry.sandbox.sandbox_id if entry.sandbox else ""
+        self._set_state(record, State.READY, "created")
+        return record
+
+    async def _start_sandbox(self, entry: Live, ask: CreateAsk, spare: Spare | None) -> None:
+        record = entry.record
         try:
             if spare is not None:
                 entry.sandbox = spare.sandbox
@@ -250,16 +262,17 @@ class Sessions:
                     await self.backend.resize(spare.sandbox, ask.sandbox)
                 self._attach_link(entry, spare.link)
             else:
-                entry.sandbox = await self.backend.launch_session(ask.spec, ask.sandbox, session_id)
+                with phase("session.launch", session=record.id):
+                    entry.sandbox = await self.backend.launch_session(
+                        ask.spec, ask.sandbox, record.id
+                    )
                 record.sandbox_id = entry.sandbox.sandbox_id
                 self.registry.save(record)
-                await self._open_link(entry)
+                with phase("session.hello", session=record.id):
+                    await self._open_link(entry)
         except BaseException:
             await self._forget_failed_create(entry)
             raise
-        record.sandbox_id = entry.sandbox.sandbox_id
-        self._set_state(record, State.READY, "created")
-        return record
 
     def _fitting_spare(self, ask: CreateAsk) -> Spare | None:
         limits = self.spares.limits
@@ -291,13 +304,15 @@ class Sessions:
 
     async def delete(self, session_id: str) -> None:
         record = self.get(session_id)
-        await self._end(record, "deleted", keep=False)
+        with phase("session.delete", session=session_id):
+            await self._end(record, "deleted", keep=False)
 
     async def terminate(self, session_id: str, reason: str) -> None:
         """End a live session for the server's own reason (its idle timeout, its lifetime)."""
         record = self.records.get(session_id)
         if record is not None and record.state in LIVE_STATES:
-            await self._end(record, reason, keep=True)
+            with background_phase("session.terminate", session=session_id, reason=reason):
+                await self._end(record, reason, keep=True)
 
     async def _end(self, record: SessionRecord, reason: str, *, keep: bool) -> None:
         entry = self.live.pop(record.id, None)
@@ -386,7 +401,8 @@ class Sessions:
         record = entry.record
         if record.state is State.PAUSED:
             return record
-        await self.backend.pause(record.sandbox_id)
+        with phase("session.pause", session=session_id):
+            await self.backend.pause(record.sandbox_id)
         self._set_state(record, State.PAUSED, "paused")
         return record
 
@@ -395,9 +411,10 @@ class Sessions:
         record = entry.record
         if record.state is not State.PAUSED:
             return record
-        await self.backend.resume(record.sandbox_id)
-        if entry.link is None or entry.link.lost:
-            await self._open_link(entry)
+        with phase("session.resume", session=session_id):
+            await self.backend.resume(record.sandbox_id)
+            if entry.link is None or entry.link.lost:
+                await self._open_link(entry)
         self._touch(record)
         self._set_state(record, State.BUSY if entry.running else State.READY, "resumed")
         return record
@@ -485,7 +502,9 @@ class Sessions:
                 frame = await handle.next()
                 if record.done:  # failed by the session's end meanwhile
                     break
-                if isinstance(frame, ExecOutput):
+                if isinstance(frame, ExecStartedFrame):
+                    annotate(started_after=round(time.time() - record.start_time, 6))
+                elif isinstance(frame, ExecOutput):
                     stream = Stream.STDOUT if frame.stream is Reply.STDOUT else Stream.STDERR
                     record.publish(Output(stream, frame.data))
                 elif isinstance(frame, ExecEnded):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 
 from codebeaker.runtimes.errors import CodeBeakerError
 from codebeaker.runtimes.sessions.backend import SandboxListing
+from codebeaker.runtimes.telemetry import background_phase, phase
 from codebeaker.server.logs import event
 from codebeaker.server.sessions.manager import Sessions, Usage
 from codebeaker.server.sessions.record import LIVE_STATES, SessionRecord, State
@@ -144,6 +145,11 @@ class Upkeep:
                     await self._reconcile_now.wait()
 
     async def reconcile(self) -> None:
+        with background_phase("session.reconcile"):
+            await self._reconcile()
+        self.reconciled += 1
+
+    async def _reconcile(self) -> None:
         sessions = self._sessions
         listing = await sessions.backend.listing()
         spare_sessions = sessions.spares.session_ids()
@@ -161,7 +167,6 @@ class Upkeep:
             live = record.state in LIVE_STATES and record.state is not State.CREATING
             if live and record.id not in seen:
                 await sessions.lose(record.id, "its container vanished")
-        self.reconciled += 1
 
     async def _check_session_sandbox(self, item: SandboxListing) -> None:
         sessions = self._sessions
@@ -185,7 +190,7 @@ class Upkeep:
             session=item.session_id,
             why=why,
         )
-        with contextlib.suppress(CodeBeakerError):
+        with contextlib.suppress(CodeBeakerError), phase("session.reconcile_remove", why=why):
             await self._sessions.backend.remove(item.sandbox_id)
 
 
