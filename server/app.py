@@ -145,6 +145,7 @@ class Application:
                 resizable=sandbox.memory_resizable,
                 file_caps=(limits.output_file_cap, limits.output_files_cap),
                 registry=self.metrics.registry,
+                tenancy=self.access.tenancy,
             )
             session_pb2_grpc.add_SessionServiceServicer_to_server(
                 self.sessions.servicer, self.server

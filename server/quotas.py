@@ -9,8 +9,7 @@ unit of a quota the caller holds until it releases it:
 - `admit_execution`: `max_executions` at once, and `cpu_seconds_per_hour`, the
   measured CPU time the tenant's executions were charged over the last hour
   (in one-minute buckets, so memory stays bounded at any rate of calls);
-- `admit_session`: `max_sessions` alive, for the SessionService to call when it
-  exists (nothing calls it yet);
+- `check_sessions`: `max_sessions` alive, counted by the session registry;
 - `check_queued_operations`: `max_queued_operations` waiting, counted by the
   operation store (durable, and shared by every server on one Redis), so the
   count is the store's, not this process's.
@@ -136,7 +135,6 @@ class _Usage:
     bucket: TokenBucket | None
     ledger: CpuLedger
     executing: int = 0
-    sessions: int = 0
     queued: int = 0
 
 
@@ -145,7 +143,6 @@ class Usage:
     """A tenant's usage now, as the quotas see it."""
 
     executing: int
-    sessions: int
     queued_operations: int
     cpu_seconds_last_hour: float
 
@@ -167,9 +164,7 @@ class Tenancy:
 
     def usage(self, tenant: Tenant) -> Usage:
         usage = self._usage[tenant.name]
-        return Usage(
-            usage.executing, usage.sessions, usage.queued, usage.ledger.used(self._clock())
-        )
+        return Usage(usage.executing, usage.queued, usage.ledger.used(self._clock()))
 
     def admit_request(self, tenant: Tenant) -> None:
         """Take a token from the tenant's bucket, or refuse the call."""
@@ -223,24 +218,17 @@ class Tenancy:
 
         return ExecutionLease(release, charge)
 
-    def admit_session(self, tenant: Tenant) -> Lease:
-        """One of the tenant's `max_sessions`; release it when the session is gone."""
-        usage = self._usage[tenant.name]
+    def check_sessions(self, tenant: Tenant, alive: int) -> None:
+        """Refuse a new session when the tenant has `alive` sessions, its `max_sessions`
+        or more (counted by the session registry, so a restart forgets none)."""
         limit = tenant.quotas.max_sessions
-        if limit is not None and usage.sessions >= limit:
+        if limit is not None and alive >= limit:
             self._refuse(
                 tenant,
                 "max_sessions",
-                f"tenant {tenant.name!r} has {usage.sessions} sessions, its max_sessions; "
-                "delete one first",
+                f"tenant {tenant.name!r} has {alive} sessions, its max_sessions; delete one first",
                 SESSION_RETRY,
             )
-        usage.sessions += 1
-
-        def release() -> None:
-            usage.sessions -= 1
-
-        return Lease(release)
 
     def admit_operation(self, tenant: Tenant) -> Lease:
         """One of the tenant's `max_queued_operations`; release it when the operation

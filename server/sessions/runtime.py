@@ -12,6 +12,7 @@ from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.limits import LimitPolicy
 from codebeaker.runtimes.sessions.backend import SessionBackend
 from codebeaker.server.logs import event
+from codebeaker.server.quotas import Tenancy
 from codebeaker.server.sessions.config import SessionConfig, session_policy
 from codebeaker.server.sessions.manager import Sessions
 from codebeaker.server.sessions.metrics import SessionMetrics
@@ -36,6 +37,7 @@ class SessionRuntime:
         resizable: Callable[[str], bool],
         file_caps: tuple[int, int],
         registry: CollectorRegistry,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.config = config
         self.policy = session_policy(config, execution_policy, cpus)
@@ -56,7 +58,9 @@ class SessionRuntime:
             retention=config.session_retention,
             on_usage=self.metrics.usage,
         )
-        self.servicer = SessionServicer(self.sessions, catalog, self.policy, config, file_caps)
+        self.servicer = SessionServicer(
+            self.sessions, catalog, self.policy, config, file_caps, tenancy
+        )
 
     async def start(self) -> None:
         await self.sessions.load()

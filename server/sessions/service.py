@@ -31,6 +31,7 @@ from codebeaker.runtimes.model import OutputFiles, SourceFile
 from codebeaker.runtimes.sessions.agent import AgentExec
 from codebeaker.runtimes.sessions.backend import SessionLimits
 from codebeaker.server import caller
+from codebeaker.server.quotas import Tenancy
 from codebeaker.server.requests import (
     _ENV_NAME,
     MAX_ARGS,
@@ -82,8 +83,10 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
         policy: SessionPolicy,
         config: SessionConfig,
         file_caps: tuple[int, int],
+        tenancy: Tenancy | None = None,
     ) -> None:
         self._sessions = sessions
+        self._tenancy = tenancy
         self._catalog = catalog
         self._policy = policy
         self._config = config
@@ -95,6 +98,10 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
         self, request: spb.CreateSessionRequest, context: _Context
     ) -> spb.Session:
         ask = self._create_ask(request)
+        tenant = caller.current_tenant()
+        if tenant is not None and self._tenancy is not None:
+            alive = sum(1 for r in self._sessions.listing((), {}) if r.tenant == tenant.name)
+            self._tenancy.check_sessions(tenant, alive)
         record = await self._sessions.create(ask)
         caller.note(resource=record.name)
         return session_message(record)
