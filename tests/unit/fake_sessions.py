@@ -30,7 +30,7 @@ import re
 import shlex
 import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -101,6 +101,8 @@ class FakeSessions:
     changed: asyncio.Condition | None = None
     loop: asyncio.AbstractEventLoop | None = None
     clock: int = 1_700_000_000
+    # Notified (from the loop) at every Exec event, stop and new watcher: see wait_for.
+    poked: threading.Condition = field(default_factory=threading.Condition)
 
     # -- from the test's thread ------------------------------------------------
 
@@ -117,6 +119,15 @@ class FakeSessions:
     def release(self, name: str, exec_id: str) -> None:
         """Let a `sleep` Exec end with exit 0."""
         self.on_loop(self._release(name, exec_id))
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        """Block the test's thread until `predicate()` holds of what the fake saw."""
+        with self.poked:
+            assert self.poked.wait_for(predicate, timeout), "the fake never saw it"
+
+    def poke(self) -> None:
+        with self.poked:
+            self.poked.notify_all()
 
     def on_loop(self, work: Coroutine[Any, Any, T]) -> T:
         assert self.loop is not None
@@ -176,6 +187,7 @@ class FakeSessions:
         assert self.changed is not None
         async with self.changed:
             self.changed.notify_all()
+        self.poke()
 
 
 def _watched(request: spb.WatchSessionsRequest, session: spb.Session) -> bool:
@@ -403,6 +415,7 @@ class _Service(spb_grpc.SessionServiceServicer):
                         events.put_nowait(sample)
         entry = (request, events)
         self.fake.watchers.append(entry)
+        self.fake.poke()
         try:
             while True:
                 yield await events.get()
@@ -453,6 +466,7 @@ class _Service(spb_grpc.SessionServiceServicer):
             if run.result is None and not start.detached:
                 self.fake.stopped.append(run.exec_id)
                 run.inbox.put_nowait(9)  # SIGKILL: the program ends with it
+                self.fake.poke()
 
     async def AttachExec(
         self, request: spb.AttachExecRequest, context: Context
