@@ -1,4 +1,5 @@
-"""Python SDK for CodeBeaker: run untrusted code in single-use sandboxes.
+"""Python SDK for CodeBeaker: run untrusted code in single-use sandboxes, or in
+sessions that keep their files and processes from one call to the next.
 
 `Client` (blocking) and `AsyncClient` (asyncio) call the CodeBeaker gRPC
 service and return typed, frozen values; failures raise `CodeBeakerError`
@@ -23,10 +24,34 @@ server.
         operation = client.submit("python", "print('later')", request_id="job-17")
         print(operation.name, operation.state)
         print(client.get_operation(operation.name).wait(timeout=60).stdout)
+
+        # A session: one sandbox for many commands, deleted when the block ends.
+        with client.create_session("python", idle_timeout=600) as session:
+            session.write_files({"data.csv": "a,b\\n1,2\\n"})
+            print(session.exec(["python3", "-c", "print(open('data.csv').read())"]).stdout)
+            print(session.exec("wc -l data.csv").exit_code)  # a str runs as sh -c
+            with session.interactive(["python3", "-i"]) as repl:
+                repl.write("print(6 * 7)\\n")
+                repl.close_stdin()
+                print(repl.result().stdout)
+
+`Session` (`AsyncSession` for `AsyncClient`) drives one session: `exec`
+(buffered `ExecResult`), `exec_stream` (`ExecStarted`, `ExecOutput`,
+`ExecDisplay`, `ExecFinished` events), `interactive` (stdin as it is written,
+`signal`), `write_files`/`read_files`/`list_files`, `list_execs`, `attach`
+(replay and follow an Exec), `pause`/`resume`/`delete`; its `info` is a
+`SessionInfo`. `Client.list_sessions` and `watch_sessions` (`SessionEvent`s)
+see every session of the caller.
 """
 
 from codebeaker.client.aio import AsyncClient, AsyncExecutionStream
+from codebeaker.client.aio_exec_stream import (
+    AsyncExecStream,
+    AsyncInteractiveExec,
+    AsyncSessionWatch,
+)
 from codebeaker.client.aio_operation import AsyncOperation
+from codebeaker.client.aio_session import AsyncSession
 from codebeaker.client.errors import (
     CodeBeakerError,
     DeadlineExceededError,
@@ -42,7 +67,28 @@ from codebeaker.client.errors import (
     UnavailableError,
     WaitTimeoutError,
 )
+from codebeaker.client.exec_stream import ExecStream, InteractiveExec, SessionWatch
 from codebeaker.client.operation import Operation
+from codebeaker.client.session import Session
+from codebeaker.client.session_types import (
+    ExecDisplay,
+    ExecEvent,
+    ExecFinished,
+    ExecInfo,
+    ExecOutput,
+    ExecResult,
+    ExecStarted,
+    ExecState,
+    FileEntry,
+    FileList,
+    FilesWritten,
+    FileType,
+    SessionEvent,
+    SessionEventType,
+    SessionInfo,
+    SessionState,
+    SessionUsage,
+)
 from codebeaker.client.sync import Client, ExecutionStream
 from codebeaker.client.types import (
     Comparison,
@@ -72,12 +118,25 @@ from codebeaker.client.types import (
 
 __all__ = [
     "AsyncClient",
+    "AsyncExecStream",
     "AsyncExecutionStream",
+    "AsyncInteractiveExec",
     "AsyncOperation",
+    "AsyncSession",
+    "AsyncSessionWatch",
     "Client",
     "CodeBeakerError",
     "Comparison",
     "DeadlineExceededError",
+    "ExecDisplay",
+    "ExecEvent",
+    "ExecFinished",
+    "ExecInfo",
+    "ExecOutput",
+    "ExecResult",
+    "ExecStarted",
+    "ExecState",
+    "ExecStream",
     "ExecutionCancelledError",
     "ExecutionOptions",
     "ExecutionResult",
@@ -86,8 +145,13 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "File",
+    "FileEntry",
+    "FileList",
+    "FileType",
     "Files",
+    "FilesWritten",
     "Finished",
+    "InteractiveExec",
     "InvalidArgumentError",
     "Limit",
     "Limits",
@@ -103,6 +167,13 @@ __all__ = [
     "ResourceExhaustedError",
     "Runtime",
     "ServiceError",
+    "Session",
+    "SessionEvent",
+    "SessionEventType",
+    "SessionInfo",
+    "SessionState",
+    "SessionUsage",
+    "SessionWatch",
     "Source",
     "Stage",
     "StageFinished",

@@ -4,8 +4,9 @@ translation of SDK errors into one-line messages, and argument value parsers.
 Kept apart from the parser and the `run` logic so the exit-code table lives in
 exactly one place.
 
-Exit codes of `codebeaker run` / `runtimes` (and `wait`, which exits as `run`;
-`submit` and `operations` exit 0 or with the codes of a failed call):
+Exit codes of `codebeaker run` / `runtimes` (and `wait`, `session exec` and
+`session logs`, which exit as `run`; `submit`, `operations` and the other
+`session` commands exit 0 or with the codes of a failed call):
 
     0-255  the program's own exit code (verdict OK or RUNTIME_ERROR)
     0      with --case: every test case passed (the program's codes are not passed on)

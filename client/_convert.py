@@ -2,7 +2,8 @@
 
 Both clients build requests and read responses through these functions, so the
 sync and asyncio APIs cannot drift apart, and no protobuf type escapes into the
-public API.
+public API. Sessions' own messages are read in `_session_convert`, with the
+helpers here (durations, limits, results, output files).
 """
 
 from __future__ import annotations
@@ -73,10 +74,10 @@ def build_spec(
     spec = pb.ExecutionSpec(
         language=language,
         version=version or "",
-        source=_as_bytes(source) if source is not None else b"",
+        source=as_bytes(source) if source is not None else b"",
         files=[pb.File(path=f.path, content=f.content) for f in _as_files(files)],
         entrypoint=entrypoint or "",
-        stdin=_as_bytes(stdin),
+        stdin=as_bytes(stdin),
         args=list(args),
         env=dict(env or {}),
         request_id=request_id or "",
@@ -84,9 +85,9 @@ def build_spec(
         test_cases=[_test_case_to_proto(case) for case in test_cases],
     )
     if limits is not None:
-        spec.limits.CopyFrom(_limits_to_proto(limits))
+        spec.limits.CopyFrom(limits_to_proto(limits))
     if compile_limits is not None:
-        spec.compile_limits.CopyFrom(_limits_to_proto(compile_limits))
+        spec.compile_limits.CopyFrom(limits_to_proto(compile_limits))
     return spec
 
 
@@ -100,12 +101,12 @@ def _outcome_fields(message: pb.ExecutionResult | pb.StageResult) -> dict[str, A
         "stderr": message.stderr,
         "stdout_truncated": message.stdout_truncated,
         "stderr_truncated": message.stderr_truncated,
-        "wall_time": _seconds(message.wall_time),
-        "cpu_time": _seconds(message.cpu_time),
+        "wall_time": seconds(message.wall_time),
+        "cpu_time": seconds(message.cpu_time),
         "peak_memory_bytes": message.peak_memory_bytes,
         "message": message.message,
         "limit_exceeded": _limit_from_proto(message.limit_exceeded),
-        "files": _files_from_proto(message.files),
+        "files": files_from_proto(message.files),
     }
 
 
@@ -170,7 +171,7 @@ def runtimes_from_proto(message: pb.ListRuntimesResponse) -> list[Runtime]:
     ]
 
 
-def _as_bytes(data: bytes | str) -> bytes:
+def as_bytes(data: bytes | str) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
@@ -178,7 +179,7 @@ def _as_files(files: Files | None) -> list[File]:
     if files is None:
         return []
     if isinstance(files, Mapping):
-        return [File(path=path, content=_as_bytes(content)) for path, content in files.items()]
+        return [File(path=path, content=as_bytes(content)) for path, content in files.items()]
     return list(files)
 
 
@@ -186,27 +187,27 @@ def _test_case_to_proto(case: TestCase) -> pb.TestCase:
     if not isinstance(case, TestCase):
         raise TypeError(f"test_cases must hold TestCase values, not {type(case).__name__}")
     message = pb.TestCase(
-        stdin=_as_bytes(case.stdin), comparison=_COMPARISONS[Comparison(case.comparison)]
+        stdin=as_bytes(case.stdin), comparison=_COMPARISONS[Comparison(case.comparison)]
     )
     if case.expected_stdout is not None:
-        message.expected_stdout = _as_bytes(case.expected_stdout)
+        message.expected_stdout = as_bytes(case.expected_stdout)
     return message
 
 
-def _limits_to_proto(limits: Limits) -> pb.ResourceLimits:
+def limits_to_proto(limits: Limits) -> pb.ResourceLimits:
     message = pb.ResourceLimits(
         memory_bytes=limits.memory_bytes or 0,
         max_processes=limits.max_processes or 0,
         max_output_bytes=limits.max_output_bytes or 0,
     )
     if limits.wall_time is not None:
-        message.wall_time.CopyFrom(_duration(limits.wall_time))
+        message.wall_time.CopyFrom(duration(limits.wall_time))
     if limits.cpu_time is not None:
-        message.cpu_time.CopyFrom(_duration(limits.cpu_time))
+        message.cpu_time.CopyFrom(duration(limits.cpu_time))
     return message
 
 
-def _files_from_proto(files: Iterable[pb.OutputFile]) -> tuple[OutputFile, ...]:
+def files_from_proto(files: Iterable[pb.OutputFile]) -> tuple[OutputFile, ...]:
     return tuple(
         OutputFile(
             path=f.path,
@@ -225,14 +226,27 @@ def _stage_from_proto(value: pb.Stage.ValueType) -> Stage:
     return Stage.COMPILE if value == pb.STAGE_COMPILE else Stage.RUN
 
 
-def _duration(seconds: float) -> Duration:
-    duration = Duration()
-    duration.FromNanoseconds(round(seconds * 1_000_000_000))
-    return duration
+def duration(amount: float) -> Duration:
+    """A protobuf Duration of `amount` seconds."""
+    message = Duration()
+    message.FromNanoseconds(round(amount * 1_000_000_000))
+    return message
 
 
-def _seconds(duration: Duration) -> float:
-    return duration.ToNanoseconds() / 1_000_000_000
+def seconds(message: Duration) -> float:
+    """A protobuf Duration as float seconds."""
+    return message.ToNanoseconds() / 1_000_000_000
+
+
+def limits_from_proto(message: pb.ResourceLimits) -> Limits:
+    """Limits as the server reports them; unset (zero) fields are None."""
+    return Limits(
+        wall_time=seconds(message.wall_time) if message.HasField("wall_time") else None,
+        cpu_time=seconds(message.cpu_time) if message.HasField("cpu_time") else None,
+        memory_bytes=message.memory_bytes or None,
+        max_processes=message.max_processes or None,
+        max_output_bytes=message.max_output_bytes or None,
+    )
 
 
 def _limit_from_proto(value: pb.Limit.ValueType) -> Limit | None:

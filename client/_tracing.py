@@ -20,9 +20,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from codebeaker.client.errors import CodeBeakerError
 from codebeaker.client.types import ExecutionResult
-from codebeaker.v1 import execution_pb2
+from codebeaker.v1 import execution_pb2, session_pb2
 
 SERVICE = execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+SESSION_SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 OPERATIONS_SERVICE = "google.longrunning.Operations"
 Metadata = tuple[tuple[str, str], ...]
 
@@ -65,6 +66,14 @@ class CallSpan:
         self._span.set_attributes(
             {"codebeaker.operation": name, "codebeaker.operation.state": state}
         )
+
+    def session(self, name: str) -> None:
+        """Record which session the call was about."""
+        self._span.set_attribute("codebeaker.session", name)
+
+    def exec_started(self, exec_id: str) -> None:
+        """Record the id of the Exec the call started or follows."""
+        self._span.set_attribute("codebeaker.exec_id", exec_id)
 
     def end(self, error: BaseException | None = None) -> None:
         if self._ended:

@@ -4,13 +4,14 @@ For services and agents that run many executions concurrently on one event
 loop. The conversions and error mapping are the sync client's (`_convert`,
 `errors`); what is particular here is cancellation: cancelling the awaiting
 task, `aclose()` or leaving `async with` cancels the RPC, and the server kills
-the program. `submit` returns an `AsyncOperation` (in `aio_operation`).
+the program. `submit` returns an `AsyncOperation` (in `aio_operation`),
+`create_session` an `AsyncSession` (in `aio_session`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, Unpack
 
@@ -24,14 +25,25 @@ from codebeaker.client._convert import (
     runtimes_from_proto,
 )
 from codebeaker.client._operation_convert import list_filter, operation_name, snapshot_from_proto
+from codebeaker.client._session_convert import (
+    create_request,
+    info_from_proto,
+    list_request,
+    session_name,
+    watch_request,
+)
 from codebeaker.client._settings import ChannelOptions, deadline
 from codebeaker.client._tracing import CallSpan, traced_call
+from codebeaker.client.aio_exec_stream import AsyncSessionWatch
 from codebeaker.client.aio_operation import AsyncOperation, AsyncOperationCalls, iterate_operations
+from codebeaker.client.aio_session import AsyncSession, AsyncSessionCalls, iterate_sessions
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
+from codebeaker.client.session_types import SessionInfo, SessionState
 from codebeaker.client.types import (
     ExecutionOptions,
     ExecutionResult,
     Finished,
+    Limits,
     OperationState,
     Runtime,
     Source,
@@ -177,6 +189,7 @@ class AsyncClient:
         self._operations = AsyncOperationCalls(
             self._channel, self._connection, lambda: self.timeout
         )
+        self._sessions = AsyncSessionCalls(self._channel, self._connection, lambda: self.timeout)
 
     async def execute(
         self,
@@ -289,6 +302,80 @@ class AsyncClient:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         return iterate_operations(self._operations, list_filter(state, done), page_size, timeout)
+
+    async def create_session(
+        self,
+        language: str,
+        *,
+        version: str | None = None,
+        limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        idle_timeout: float | None = None,
+        lifetime: float | None = None,
+        disk_bytes: int | None = None,
+        cpus: float | None = None,
+        session_id: str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncSession:
+        """Start a session (the arguments of `Client.create_session`)."""
+        request = create_request(
+            language,
+            version=version,
+            limits=limits,
+            env=env,
+            labels=labels,
+            idle_timeout=idle_timeout,
+            lifetime=lifetime,
+            disk_bytes=disk_bytes,
+            cpus=cpus,
+            session_id=session_id,
+            request_id=request_id,
+        )
+        stub = self._sessions.stub
+        message = await self._sessions.unary("CreateSession", stub.CreateSession, request, timeout)
+        return AsyncSession(info_from_proto(message), self._sessions)
+
+    async def get_session(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncSession:
+        """The session called `name` (`sessions/ID`, or the ID alone), as it is now;
+        `NotFoundError` when there is none (or not the caller's)."""
+        info = await self._sessions.get(session_name(name), timeout)
+        return AsyncSession(info, self._sessions)
+
+    def list_sessions(
+        self,
+        *,
+        states: Iterable[SessionState | str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[SessionInfo]:
+        """The caller's sessions (see `Client.list_sessions`).
+
+        Not a coroutine: `async for info in client.list_sessions(...)`.
+        """
+        first = list_request(states, labels, page_size, "")
+        return iterate_sessions(self._sessions, first, timeout)
+
+    def watch_sessions(
+        self,
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        usage_interval: float | None = None,
+        usage: bool = True,
+        timeout: float | None = None,
+    ) -> AsyncSessionWatch:
+        """Sessions' events as they happen (see `Client.watch_sessions`); endless:
+        `async for` it inside `async with`, or `aclose()` it."""
+        request = watch_request(name, labels, usage_interval, usage)
+        return self._sessions.watch(request, timeout)
 
     async def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:  # noqa: ASYNC109
         """The languages the server can run."""

@@ -1,5 +1,6 @@
-"""The `codebeaker` command's client half: `run`, `runtimes`, and the queue's
-`submit`, `wait` and `operations` (in `_cli_operations`).
+"""The `codebeaker` command's client half: `run`, `runtimes`, the queue's
+`submit`, `wait` and `operations` (in `_cli_operations`), and `session ...`
+(in `_cli_session` and `_cli_session_io`).
 
 The client subcommands use only the SDK. A server install's console script
 (`codebeaker.server.cli`) calls `main` with `server_commands`, which adds
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TypeAlias
 
-from codebeaker.client import _cli_operations, _cli_run
+from codebeaker.client import _cli_operations, _cli_run, _cli_session
 from codebeaker.client._cli_connect import connection_parser, open_client
 from codebeaker.client._cli_support import (
     EXIT_BROKEN_PIPE,
@@ -35,16 +36,18 @@ Handler: TypeAlias = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 AddCommands: TypeAlias = Callable[[SubParsers], None]
 
-_CLIENT_COMMANDS = frozenset({"run", "runtimes", "submit", "wait", "operations"})
+_CLIENT_COMMANDS = frozenset({"run", "runtimes", "submit", "wait", "operations", "session"})
 # Commands that take FILE... and program arguments after `--`, as `run` does.
 _PROGRAM_COMMANDS = frozenset({"run", "submit"})
+# Commands whose arguments after `--` are a program's (`session exec NAME -- CMD ...`).
+_ARGV_COMMANDS = _PROGRAM_COMMANDS | {"session"}
 
 
 def main(argv: Sequence[str] | None = None, server_commands: AddCommands | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(arguments)
     program_args: list[str] = []
-    if command in _PROGRAM_COMMANDS and "--" in arguments[arguments.index(command) :]:
+    if command in _ARGV_COMMANDS and "--" in arguments[arguments.index(command) :]:
         # Everything after `--` is the program's, verbatim; argparse would
         # reject it once an option follows FILE.
         split = arguments.index("--", arguments.index(command))
@@ -58,6 +61,8 @@ def main(argv: Sequence[str] | None = None, server_commands: AddCommands | None 
         # an option (`run main.c -l c helper.h`) are files too.
         args.files = [*args.files, *extra]
         extra = []
+    if program_args and not hasattr(args, "program_args"):
+        extra = [*extra, "--", *program_args]  # this command takes no program
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if program_args:
@@ -122,6 +127,7 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
         "exit 124 while the operation goes on"
     )
     _cli_operations.add_commands(subparsers, connection, wait_connection)
+    _cli_session.add_commands(subparsers, connection)
 
     if server_commands is not None:
         server_commands(subparsers)

@@ -2,7 +2,8 @@
 
 For scripts, notebooks, the CLI and threaded callers. `submit` queues a
 program instead of running it now; the `Operation` it returns (in
-`operation`) follows it. Requests and results go
+`operation`) follows it; `create_session` starts a stateful sandbox whose
+`Session` handle (in `session`) drives it. Requests and results go
 through `_convert`, failures through `errors.translate_rpc_errors`, so this
 module only adds what is particular to blocking gRPC: futures that are
 cancelled when the caller is interrupted, and an iterator whose `close()`
@@ -11,7 +12,7 @@ cancels the RPC so the server tears the sandbox down.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, Unpack
 
@@ -25,14 +26,25 @@ from codebeaker.client._convert import (
     runtimes_from_proto,
 )
 from codebeaker.client._operation_convert import list_filter, operation_name, snapshot_from_proto
+from codebeaker.client._session_convert import (
+    create_request,
+    info_from_proto,
+    list_request,
+    session_name,
+    watch_request,
+)
 from codebeaker.client._settings import ChannelOptions, deadline
 from codebeaker.client._tracing import CallSpan, traced_call
 from codebeaker.client.errors import CodeBeakerError, ServiceError, translate_rpc_errors
+from codebeaker.client.exec_stream import SessionWatch
 from codebeaker.client.operation import Operation, OperationCalls, iterate_operations
+from codebeaker.client.session import Session, SessionCalls, iterate_sessions
+from codebeaker.client.session_types import SessionInfo, SessionState
 from codebeaker.client.types import (
     ExecutionOptions,
     ExecutionResult,
     Finished,
+    Limits,
     OperationState,
     Runtime,
     Source,
@@ -179,6 +191,7 @@ class Client:
         self._channel = channel if channel is not None else self._connection.open()
         self._stub: pb_grpc.ExecutionServiceStub = pb_grpc.ExecutionServiceStub(self._channel)
         self._operations = OperationCalls(self._channel, self._connection, lambda: self.timeout)
+        self._sessions = SessionCalls(self._channel, self._connection, lambda: self.timeout)
 
     def execute(
         self,
@@ -292,6 +305,83 @@ class Client:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         return iterate_operations(self._operations, list_filter(state, done), page_size, timeout)
+
+    def create_session(
+        self,
+        language: str,
+        *,
+        version: str | None = None,
+        limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        idle_timeout: float | None = None,
+        lifetime: float | None = None,
+        disk_bytes: int | None = None,
+        cpus: float | None = None,
+        session_id: str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Session:
+        """Start a session: a sandbox that keeps its files and processes between calls.
+
+        `limits` bound the whole session (`memory_bytes`, `max_processes`) and
+        are each Exec's defaults (`wall_time`, `cpu_time`, `max_output_bytes`);
+        `env` is every Exec's environment; `idle_timeout` and `lifetime`
+        (seconds) end it after that long without a call, or after that long in
+        all; `disk_bytes` sizes its working directory, `cpus` caps its CPU. None
+        (or 0) means the server's default. `session_id` picks its id (4-63 of
+        a-z, 0-9 and -, starting with a letter); `request_id` makes the create
+        idempotent (the same key returns the same session).
+        """
+        request = create_request(
+            language,
+            version=version,
+            limits=limits,
+            env=env,
+            labels=labels,
+            idle_timeout=idle_timeout,
+            lifetime=lifetime,
+            disk_bytes=disk_bytes,
+            cpus=cpus,
+            session_id=session_id,
+            request_id=request_id,
+        )
+        stub = self._sessions.stub
+        message = self._sessions.unary("CreateSession", stub.CreateSession, request, timeout)
+        return Session(info_from_proto(message), self._sessions)
+
+    def get_session(self, name: str, *, timeout: float | None = None) -> Session:
+        """The session called `name` (`sessions/ID`, or the ID alone), as it is now;
+        `NotFoundError` when there is none (or it is not the caller's)."""
+        return Session(self._sessions.get(session_name(name), timeout), self._sessions)
+
+    def list_sessions(
+        self,
+        *,
+        states: Iterable[SessionState | str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[SessionInfo]:
+        """The caller's sessions in one of `states` (default: every live one) carrying
+        every one of `labels`; pages are fetched as the iteration reaches them."""
+        first = list_request(states, labels, page_size, "")
+        return iterate_sessions(self._sessions, first, timeout)
+
+    def watch_sessions(
+        self,
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        usage_interval: float | None = None,
+        usage: bool = True,
+        timeout: float | None = None,
+    ) -> SessionWatch:
+        """Life-cycle events (and usage samples every `usage_interval` seconds,
+        unless `usage=False`) of one session or of all carrying `labels`, as they
+        happen; endless: `close()` it or leave its `with` block."""
+        request = watch_request(name, labels, usage_interval, usage)
+        return self._sessions.watch(request, timeout)
 
     def runtimes(self, *, timeout: float | None = None) -> list[Runtime]:
         """The languages the server can run."""
