@@ -32,6 +32,8 @@ def docker_problem() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that stops and restarts the engine runs after every other test.
+    items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)
     needs_docker = [item for item in items if item.get_closest_marker("docker")]
     if not needs_docker:
         return

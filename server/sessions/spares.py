@@ -53,6 +53,17 @@ class Spares:
         ready = {s.sandbox.session_id for spares in self._ready.values() for s in spares}
         return ready | self.launching
 
+    def drop_lost(self) -> None:
+        """Forget spares whose agent went away (their container died: an engine
+        restart), remove them, and start replacements."""
+        for language, ready in self._ready.items():
+            lost = [s for s in ready if s.link.lost]
+            for spare in lost:
+                ready.remove(spare)
+                self._spawn(self._discard(spare))
+            if lost:
+                self._fill(language)
+
     def take(self, spec: LanguageSpec) -> Spare | None:
         """A ready spare of `spec`'s language (and a replacement started), or None."""
         if self._per_language == 0 or self._closed:

@@ -152,6 +152,7 @@ class Upkeep:
     async def _reconcile(self) -> None:
         sessions = self._sessions
         listing = await sessions.backend.listing()
+        sessions.spares.drop_lost()
         spare_sessions = sessions.spares.session_ids()
         spare_sandboxes = sessions.spares.sandbox_ids()
         seen: set[str] = set()

@@ -6,13 +6,16 @@ server's back, many sessions at once, and hostile programs inside a session."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -289,3 +292,30 @@ def test_many_sessions_at_once(sessions: Sessions) -> None:
         thread.start()
     for thread in deleters:
         thread.join()
+
+
+@pytest.mark.engine_restart
+def test_after_an_engine_restart_the_registry_and_the_engine_agree(sessions: Sessions) -> None:
+    """The engine stops under a live session and comes back: without a server restart,
+    the session is FAILED (its container died with the engine), the container the
+    engine kept (Exited) is removed, and new sessions work. Runs last (conftest)."""
+    name = sessions.create().name
+    session_id = name.split("/")[1]
+    pid = int(Path("/var/run/docker.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    subprocess.run(["bash", "scripts/ensure-docker.sh"], check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = sessions.get(name).state
+        left = session_containers(sessions.server.instance, session_id)
+        if state == spb.SESSION_STATE_FAILED and not left:
+            break
+        time.sleep(0.5)
+    assert sessions.get(name).state == spb.SESSION_STATE_FAILED
+    assert not session_containers(sessions.server.instance, session_id)
+    fresh = sessions.create().name
+    assert sessions.sh(fresh, "echo back") == b"back\n"
+    sessions.delete(fresh)
