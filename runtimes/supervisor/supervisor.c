@@ -11,10 +11,10 @@
  * frames ever goes to fd 1; diagnostics go to fd 2.
  *
  * With --host it serves one request after another, each in fresh namespaces
- * (host.c).
+ * (host.c); with --session it is a session's agent (session.c).
  *
  * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor \
- *            supervisor.c workspace.c seccomp.c host.c
+ *            supervisor.c workspace.c seccomp.c host.c session.c
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -38,6 +38,7 @@
 
 #include "host.h"
 #include "seccomp.h"
+#include "session.h"
 #include "supervisor.h"
 #include "workspace.h"
 
@@ -763,5 +764,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "--host") == 0) return host_main(argc, argv);
     take_own_uid();
+    if (argc > 1 && strcmp(argv[1], "--session") == 0) return session_main();
     return serve_request(getpid() == 1, own_uid);
 }
