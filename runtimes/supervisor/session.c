@@ -334,7 +334,8 @@ static uint64_t program_cpu_us(pid_t pid)
     p++;
     uint64_t ticks = 0;
     for (int i = 0; i < 11 && p; i++) p = strchr(p + 1, ' '); /* to field 14, utime */
-    for (int i = 0; i < 4 && p; i++) ticks += strtoull(p + 1, &p, 10); /* utime stime cutime cstime */
+    for (int i = 0; i < 4 && p; i++) /* utime, stime, cutime, cstime */
+        ticks += strtoull(p + 1, &p, 10);
     long hz = sysconf(_SC_CLK_TCK);
     return hz > 0 ? ticks * 1000000u / (uint64_t)hz : 0;
 }
@@ -355,13 +356,14 @@ static void finish_exec(struct exec *e)
     /* RLIMIT_CPU (or our check, between two samples) ended it at its CPU time. */
     if (e->cpu_ms && (sig == SIGXCPU || sig == SIGKILL) && cpu >= e->cpu_ms * 1000) e->cpu_hit = 1;
     uint64_t oom1 = oom_kills(), ooms = oom1 > e->oom0 ? oom1 - e->oom0 : 0;
+    uint64_t peak = (uint64_t)e->usage.ru_maxrss * 1024u;
     char text[512];
     int len = snprintf(text, sizeof text,
                        "exit_code=%d\nsignal=%d\nwall_us=%" PRIu64 "\ncpu_us=%" PRIu64
                        "\npeak_memory=%" PRIu64 "\noom_kills=%" PRIu64 "\noom_counted=%d"
                        "\nwall_limit=%d\ncpu_limit=%d\nstdout_truncated=%d\nstderr_truncated=%d\n",
-                       code, sig, e->t_exit - e->t0, cpu, (uint64_t)e->usage.ru_maxrss * 1024u, ooms,
-                       oom_counted, e->wall_hit, e->cpu_hit, e->out.cut, e->err.cut);
+                       code, sig, e->t_exit - e->t0, cpu, peak, ooms, oom_counted, e->wall_hit,
+                       e->cpu_hit, e->out.cut, e->err.cut);
     e->used = 0;
     send_to(e->id, 'X', text, (size_t)len);
 }
@@ -459,9 +461,11 @@ static void spawn(struct exec *e, uint32_t id, uint32_t flags, const uint64_t li
             refuse(id, "fork: %s", strerror(fork_err));
             return;
         }
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {} /* it exits right after saying why */
+        int err = errno;
+        if (got < 0) kill(pid, SIGKILL); /* else it exits right after saying why */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
         if (got > 0) refuse(id, "%.*s", (int)got, msg);
-        else refuse(id, "cannot start the program: %s", strerror(errno));
+        else refuse(id, "cannot start the program: %s", strerror(err));
         return;
     }
     for (int i = 0; i < 3; i++) fcntl(p[i][i == 0 ? 1 : 0], F_SETFL, O_NONBLOCK);
@@ -514,13 +518,19 @@ static void start_exec(uint32_t id, const unsigned char *p, size_t n)
     free_strings(argv), free_strings(envp);
 }
 
-/* `i`: bytes for the program's stdin, queued; acknowledged once written or dropped. */
+/*
+ * `i`: bytes for the program's stdin, queued; acknowledged once written or
+ * dropped. For an Exec that already ended (X or F sent) there is no reply:
+ * its id may name a new Exec by the time the server reads one.
+ */
 static void stdin_frame(uint32_t id, const unsigned char *p, size_t n)
 {
     struct exec *e = find_exec(id);
-    if (e && n > CHUNK) {
+    if (!e) {
+        dprintf(2, "cb-supervisor: %" PRIu32 ": stdin for no running Exec: dropped\n", id);
+    } else if (n > CHUNK) {
         abort_exec(e, "a stdin frame of more than %d bytes", CHUNK);
-    } else if (!e || e->in_fd < 0 || e->close_stdin) {
+    } else if (e->in_fd < 0 || e->close_stdin) {
         send_u32(id, 'A', (uint32_t)n); /* no stdin to write to: dropped */
     } else if (e->unacked + n > MAX_UNACKED) {
         abort_exec(e, "more than %u bytes of stdin unacknowledged", MAX_UNACKED);
@@ -771,10 +781,10 @@ static void list_request(uint32_t id, const unsigned char *p, size_t n)
 
 /* ---------- usage and hello ---------- */
 
-/* Used bytes of the workspace, /tmp and /dev/shm (each filesystem once, not the image's). */
+/* Used bytes of the workspace (our cwd), /tmp and /dev/shm; each filesystem once, not the root. */
 static uint64_t disk_used(void)
 {
-    static const char *const where[] = {WORKSPACE, "/tmp", "/dev/shm"};
+    static const char *const where[] = {".", "/tmp", "/dev/shm"};
     dev_t seen[4];
     size_t n_seen = 0;
     struct stat st;
@@ -911,7 +921,8 @@ static void read_frames(void)
     ssize_t r = read(0, rbuf, sizeof rbuf);
     if (r < 0 && (errno == EINTR || errno == EAGAIN)) return;
     if (r <= 0) {
-        dprintf(2, "cb-supervisor: stdin %s; the Execs go on\n", r < 0 ? strerror(errno) : "closed");
+        dprintf(2, "cb-supervisor: stdin %s; the Execs go on\n",
+                r < 0 ? strerror(errno) : "closed");
         in.eof = 1;
         free(in.payload);
         in.payload = NULL;
@@ -995,8 +1006,8 @@ int session_main(void)
 {
     frame_tagged = 1;
     if (chdir(WORKSPACE) < 0)
-        dprintf(2, "cb-supervisor: cannot enter %s (%s): serving the current directory\n", WORKSPACE,
-                strerror(errno));
+        dprintf(2, "cb-supervisor: cannot enter %s (%s): serving the current directory\n",
+                WORKSPACE, strerror(errno));
     watch_children();
     for (;;) serve_round();
 }
