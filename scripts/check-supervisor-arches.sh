@@ -29,7 +29,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../runtimes/supervisor"
 FLAGS=(-std=c11 -O2 -Wall -Wextra -Werror -static)
-SOURCES=(supervisor.c workspace.c seccomp.c host.c)
+SOURCES=(supervisor.c workspace.c seccomp.c host.c session.c)
 host=$(uname -m)
 failed=0
 work=$(mktemp -d)

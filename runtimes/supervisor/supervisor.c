@@ -10,8 +10,11 @@
  * wire format is specified in PROTOCOL.md next to this file. Nothing but
  * frames ever goes to fd 1; diagnostics go to fd 2.
  *
+ * With --host it serves one request after another, each in fresh namespaces
+ * (host.c); with --session it is a session's agent (session.c).
+ *
  * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o cb-supervisor \
- *            supervisor.c workspace.c seccomp.c host.c
+ *            supervisor.c workspace.c seccomp.c host.c session.c
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -35,23 +38,15 @@
 
 #include "host.h"
 #include "seccomp.h"
+#include "session.h"
+#include "supervisor.h"
 #include "workspace.h"
 
-#define MAX_PATH 4096              /* bytes per file path */
 #define MAX_FILES 1024
 #define MAX_STAGES 1025            /* a compile and up to 1024 runs */
-#define MAX_ARGS 4096
-#define MAX_ENVS 4096
-#define MAX_PATTERNS 256
-#define MAX_STR (1u << 20)         /* bytes per argv/env/pattern string */
 #define MAX_STRS (16u << 20)       /* bytes of all strings of the request together */
-#define MAX_LIMIT_MS 1000000000000ull /* wall_ms/cpu_ms are clamped to this */
-#define CHUNK 65536                /* frame payload limit and read size */
-#define CPU_POLL_MS 10             /* cgroup CPU sampling period */
 #define DRAIN_MS 500               /* longest wait for pipe EOF after the child exits */
 #define CG "/sys/fs/cgroup/"
-#define SANDBOX_ID 65534           /* uid and gid of the program */
-#define SUPERVISOR_UID 65533       /* our real and saved uid when started as root */
 
 enum { STAGE_GATE = 1, STAGE_FRESH = 2, STAGE_PAUSE = 4 }; /* stage flags, see PROTOCOL.md */
 
@@ -62,24 +57,26 @@ struct stage {
     uint64_t wall_ms, cpu_ms, cap, file_cap, files_cap, stdin_len;
 };
 
-static unsigned char frame[5 + CHUNK]; /* header + payload: one write per frame */
+static unsigned char frame[9 + CHUNK]; /* header + payload: one write per frame */
 static unsigned char ibuf[CHUNK];      /* stdin pump buffer, file copy buffer */
 static int is_init;                    /* getpid() == 1, so kill(-1) is safe */
 static pid_t child = -1;
 static int child_alive, child_status, killed;
 static struct rusage child_usage;
-static int sig_pipe[2] = {-1, -1};     /* SIGCHLD self-pipe */
+int sig_pipe[2] = {-1, -1};            /* SIGCHLD self-pipe */
 static size_t strings_total;           /* bytes of all request strings so far */
-static int own_uid;                    /* we hold a uid the program does not */
+int own_uid;                           /* we hold a uid the program does not */
+int frame_tagged;                      /* session mode: frames carry frame_id */
+uint32_t frame_id;
 
-static uint64_t now_us(void)
+uint64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
+int write_all(int fd, const void *buf, size_t n)
 {
     for (const unsigned char *p = buf; n > 0;) {
         ssize_t w = write(fd, p, n);
@@ -108,13 +105,21 @@ static void kill_all(void)
     }
 }
 
-/* Send one frame. If the server is gone nobody can hear us: give up. */
+/*
+ * Send one frame: type, in session mode frame_id, length, payload. If the
+ * server is gone nobody can hear us: give up, except in session mode, where
+ * a server may attach again (and finds its place by the Y frame it asks for).
+ */
 void send_frame(int type, const void *payload, size_t n)
 {
-    if (n > 0 && payload != frame + 5) memmove(frame + 5, payload, n);
+    size_t head = frame_tagged ? 9 : 5;
+    if (n > 0 && payload != frame + head) memmove(frame + head, payload, n);
     frame[0] = (unsigned char)type;
-    for (int i = 0; i < 4; i++) frame[1 + i] = (unsigned char)(n >> (24 - 8 * i));
-    if (write_all(1, frame, n + 5) < 0) {
+    if (frame_tagged)
+        for (int i = 0; i < 4; i++) frame[1 + i] = (unsigned char)(frame_id >> (24 - 8 * i));
+    for (int i = 0; i < 4; i++) frame[head - 4 + i] = (unsigned char)(n >> (24 - 8 * i));
+    if (write_all(1, frame, n + head) < 0) {
+        if (frame_tagged) return;
         kill_all();
         _exit(1);
     }
@@ -184,7 +189,7 @@ static char **get_strings(uint32_t count, uint32_t max, const char *what)
 }
 
 /* Why a file path is unacceptable, or NULL if it is fine. */
-static const char *bad_path(const char *p, size_t len)
+const char *bad_path(const char *p, size_t len)
 {
     if (memchr(p, '\0', len)) return "contains NUL";
     if (p[0] == '/') return "is absolute";
@@ -373,9 +378,9 @@ static uint64_t sandbox_memory(void)
     return kb * 1024u;
 }
 
-static int oom_counted; /* the cgroup counts OOM kills for us (not so under gVisor) */
+int oom_counted; /* the cgroup counts OOM kills for us (not so under gVisor) */
 
-static uint64_t oom_kills(void)
+uint64_t oom_kills(void)
 {
     char b[4096];
     int64_t v = -1;
@@ -431,7 +436,7 @@ static uint64_t reap(void)
  * kernel that ignores PR_SET_DUMPABLE and init's signal protection (gVisor).
  * Every uid being non-zero, we keep no capability at all.
  */
-static void take_own_uid(void)
+void take_own_uid(void)
 {
     if (getuid() != 0) return; /* started as the program's user: nothing to separate */
     for (int cap = 0; cap <= 63; cap++)
@@ -449,13 +454,14 @@ static void take_own_uid(void)
 }
 
 /*
- * In the forked child: become the stage's command, or say why not and exit
- * 127. If the syscall filter cannot be installed, the reason goes to the
- * parent on why_fd (closed unwritten otherwise), which ends the request with
- * an F frame: no program ever runs without the filter.
+ * In the forked child: become the stage's (or an Exec's) command, or say why
+ * not and exit 127. If the syscall filter cannot be installed (or, for an
+ * Exec, its working directory cannot be entered), the reason goes to the
+ * parent on why_fd (closed unwritten otherwise), which ends the request (the
+ * Exec) with an F frame: no program ever runs without the filter.
  */
-__attribute__((noreturn)) static void run_child(const int *in, const int *out, const int *err,
-                                                int why_fd, const struct stage *st)
+void run_child(const int *in, const int *out, const int *err, int why_fd, char *const *argv,
+               char *const *envp, uint64_t cpu_ms, const char *cwd)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -472,6 +478,10 @@ __attribute__((noreturn)) static void run_child(const int *in, const int *out, c
         close(fd);
     }
     if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) _exit(127);
+    if (cwd && cwd[0] && chdir(cwd) < 0) { /* as the program's uid, relative to ours */
+        dprintf(why_fd, "cannot enter the directory %s: %s", cwd, strerror(errno));
+        _exit(127);
+    }
     const char *why = restrict_syscalls();
     if (why) {
         int e = errno;
@@ -481,16 +491,16 @@ __attribute__((noreturn)) static void run_child(const int *in, const int *out, c
     }
     if (close_range(3, ~0u, 0) < 0) /* everything is O_CLOEXEC anyway */
         for (int i = 3; i < 4096; i++) close(i);
-    if (st->cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
+    if (cpu_ms > 0) { /* a per-process backstop; the cgroup check comes first */
         struct rlimit rl;
-        rl.rlim_cur = rl.rlim_max = (rlim_t)((st->cpu_ms + 999) / 1000 + 1);
+        rl.rlim_cur = rl.rlim_max = (rlim_t)((cpu_ms + 999) / 1000 + 1);
         setrlimit(RLIMIT_CPU, &rl);
     }
     /* execvpe searches our own PATH: use the request's if it sets one. */
-    for (char **e = st->envp; *e; e++)
+    for (char *const *e = envp; *e; e++)
         if (strncmp(*e, "PATH=", 5) == 0) setenv("PATH", *e + 5, 1);
-    execvpe(st->argv[0], st->argv, st->envp);
-    dprintf(2, "cb-supervisor: cannot run %s: %s\n", st->argv[0], strerror(errno));
+    execvpe(argv[0], argv, envp);
+    dprintf(2, "cb-supervisor: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
@@ -547,7 +557,7 @@ static void run_stage(const struct stage *st, struct report *rep)
     killed = 0;
     memset(&child_usage, 0, sizeof child_usage);
     if ((child = fork()) < 0) fail("fork: %s", strerror(errno));
-    if (child == 0) run_child(in, out, err, why[1], st);
+    if (child == 0) run_child(in, out, err, why[1], st->argv, st->envp, st->cpu_ms, NULL);
     child_alive = 1;
     setpgid(child, child); /* the child does it too: no race either way */
     close(in[0]), close(out[1]), close(err[1]), close(why[1]);
@@ -687,7 +697,7 @@ static void send_report(const struct report *rep)
 }
 
 /* SIGCHLD wakes the poll loop through a self-pipe of this process's own. */
-static void watch_children(void)
+void watch_children(void)
 {
     if (sig_pipe[0] >= 0) close(sig_pipe[0]), close(sig_pipe[1]);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fail("pipe: %s", strerror(errno));
@@ -754,5 +764,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "--host") == 0) return host_main(argc, argv);
     take_own_uid();
+    if (argc > 1 && strcmp(argv[1], "--session") == 0) return session_main();
     return serve_request(getpid() == 1, own_uid);
 }

@@ -17,9 +17,29 @@
 #define PATH_CAP 4096
 #define CHUNK 65536
 
-static int dir_at(int dir, const char *name)
+/*
+ * O_NOFOLLOW is not enough on its own: gVisor (runsc 20240729) follows a
+ * trailing symlink when O_DIRECTORY comes with it. So the entry is looked at
+ * first, and what was opened must be that very directory (same device and
+ * inode); otherwise a program swapped it meanwhile (session mode, where
+ * programs run while we walk).
+ */
+int dir_at(int dir, const char *name)
 {
-    return openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat before, after;
+    if (fstatat(dir, name, &before, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    if (!S_ISDIR(before.st_mode)) {
+        errno = S_ISLNK(before.st_mode) ? ELOOP : ENOTDIR;
+        return -1;
+    }
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fstat(fd, &after) < 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino) {
+        close(fd);
+        errno = ELOOP;
+        return -1;
+    }
+    return fd;
 }
 
 /* ---------- walking ---------- */
@@ -228,7 +248,7 @@ struct collection {
     size_t reported;
 };
 
-static char type_char(mode_t mode)
+char type_char(mode_t mode)
 {
     if (S_ISREG(mode)) return 'f';
     if (S_ISDIR(mode)) return 'd';

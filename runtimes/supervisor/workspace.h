@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Sends one frame to the server (supervisor.c). */
 void send_frame(int type, const void *payload, size_t n);
@@ -22,6 +23,12 @@ void snapshot_take(void);
 void snapshot_restore(void);
 /* Empty /tmp and /dev/shm (best effort: what cannot go is left). */
 void wipe_scratch(void);
+
+/* The directory name of dir, opened without following a symlink; -1 with errno if not. */
+int dir_at(int dir, const char *name);
+
+/* What a file is, as an output file header and a listing say: f d l p c b s, else ?. */
+char type_char(mode_t mode);
 
 /*
  * Send an H frame, then D frames with the content, for each entry of the
