@@ -497,6 +497,20 @@ class Sessions:
     async def _pump(
         self, entry: Live, record: ExecRecord, handle: AgentExec, limits: Limits
     ) -> None:
+        with phase(
+            "session.exec",
+            session=entry.record.id,
+            exec_id=record.exec_id,
+            argv0=record.argv[0],
+            detached=record.detached,
+        ) as traced:
+            await self._follow_agent(entry, record, handle, limits)
+            outcome = record.outcome
+            traced.set(verdict=outcome.verdict.value if outcome else "lost")
+
+    async def _follow_agent(
+        self, entry: Live, record: ExecRecord, handle: AgentExec, limits: Limits
+    ) -> None:
         try:
             while not record.done:
                 frame = await handle.next()

@@ -25,7 +25,13 @@ from google.protobuf.duration_pb2 import Duration
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import session_pb2 as spb
 from codebeaker.v1 import session_pb2_grpc as spb_grpc
-from tests.integration.conftest import Server, our_containers, start_server, stop_server
+from tests.integration.conftest import (
+    CODEBEAKER,
+    Server,
+    our_containers,
+    start_server,
+    stop_server,
+)
 from tests.security.probes import PROBES
 from tests.security.programs import FORGED_FRAMES
 
@@ -344,3 +350,33 @@ def test_after_an_engine_restart_the_registry_and_the_engine_agree(sessions: Ses
     fresh = sessions.create().name
     assert sessions.sh(fresh, "echo back") == b"back\n"
     sessions.delete(fresh)
+
+
+def test_the_cli_drives_a_real_session(sessions: Sessions, tmp_path: Path) -> None:
+    """`codebeaker session create|exec|cp|delete` as processes against the real server."""
+
+    def cli(*words: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        split = words.index("--") if "--" in words else len(words)
+        argv = [
+            CODEBEAKER,
+            "session",
+            *words[:split],
+            "--address",
+            sessions.server.address,
+            *words[split:],
+        ]
+        return subprocess.run(argv, input=stdin, capture_output=True, timeout=TIMEOUT, check=False)
+
+    created = cli("create", "python")
+    assert created.returncode == 0, created.stderr
+    name = created.stdout.decode().strip()
+    local = tmp_path / "in.txt"
+    local.write_bytes(b"from the caller\n")
+    assert cli("cp", str(local), f"{name}:in.txt").returncode == 0
+    ran = cli("exec", name, "--", "sh", "-c", "cat in.txt; tr a-z A-Z; exit 5", stdin=b"piped\n")
+    assert (ran.returncode, ran.stdout) == (5, b"from the caller\nPIPED\n"), ran.stderr
+    copied = cli("cp", f"{name}:in.txt", "-")
+    assert copied.stdout == b"from the caller\n"
+    assert cli("delete", name).returncode == 0
+    gone = cli("get", name)
+    assert gone.returncode != 0 and b"NOT_FOUND" in gone.stderr.upper()

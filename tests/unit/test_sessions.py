@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc import aio
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.server.app import Application
@@ -279,3 +280,28 @@ async def test_sessions_list_in_pages_filtered_by_labels(served: Served) -> None
     assert [s.name for s in rest.sessions] == names[2:] and not rest.next_page_token
     odd = await served.stub.ListSessions(spb.ListSessionsRequest(labels={"n": "1"}))
     assert [s.name for s in odd.sessions] == [names[1]]
+
+
+async def test_the_life_cycle_and_every_exec_are_traced(
+    served: Served, spans: InMemorySpanExporter
+) -> None:
+    session = await create(served.stub)
+    await run(served.stub, session.name, "echo", "traced")
+    await served.stub.PauseSession(spb.PauseSessionRequest(name=session.name))
+    await served.stub.ResumeSession(spb.ResumeSessionRequest(name=session.name))
+    await served.stub.DeleteSession(spb.DeleteSessionRequest(name=session.name))
+    names = [span.name for span in spans.get_finished_spans()]
+    for expected in (
+        "session.create",
+        "session.launch",
+        "session.hello",
+        "session.exec",
+        "session.pause",
+        "session.resume",
+        "session.delete",
+    ):
+        assert expected in names, names
+    exec_span = next(s for s in spans.get_finished_spans() if s.name == "session.exec")
+    assert exec_span.attributes is not None
+    assert exec_span.attributes["codebeaker.verdict"] == "ok"
+    assert exec_span.attributes["codebeaker.argv0"] == "echo"
