@@ -379,4 +379,4 @@ def test_the_cli_drives_a_real_session(sessions: Sessions, tmp_path: Path) -> No
     assert copied.stdout == b"from the caller\n"
     assert cli("delete", name).returncode == 0
     gone = cli("get", name)
-    assert gone.returncode != 0 and b"NOT_FOUND" in gone.stderr.upper()
+    assert gone.returncode != 0 and b"not found" in gone.stderr
