@@ -11,6 +11,7 @@ from codebeaker.runtimes.model import Finished, Output
 from codebeaker.runtimes.sessions.wire import DirEntry
 from codebeaker.server.responses import duration, output_chunks, result_message
 from codebeaker.server.sessions.execs import (
+    Display,
     ExecBegan,
     ExecEvent,
     ExecFailure,
@@ -129,6 +130,11 @@ def exec_messages(event: ExecEvent, session_name: str) -> list[spb.ExecResponse]
     if isinstance(payload, Output):
         chunks = output_chunks(payload.stream, payload.data)
         return [spb.ExecResponse(sequence=event.sequence, output=c) for c in chunks]
+    if isinstance(payload, Display):
+        display = spb.DisplayData(
+            mime_type=payload.mime_type, data=payload.data, truncated=payload.truncated
+        )
+        return [spb.ExecResponse(sequence=event.sequence, display=display)]
     if isinstance(payload, ExecFailure):
         raise payload.error
     result = result_message(Finished(payload), "")
@@ -139,6 +145,7 @@ def exec_info(record: ExecRecord) -> spb.ExecInfo:
     info = spb.ExecInfo(
         exec_id=record.exec_id,
         argv=list(record.argv),
+        code=record.code,
         state=EXEC_STATES[record.state],
         detached=record.detached,
         start_time=timestamp(record.start_time),

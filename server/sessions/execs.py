@@ -35,13 +35,22 @@ class ExecBegan:
 
 
 @dataclass(frozen=True)
+class Display:
+    """Rich output of a code cell (its last value, a figure)."""
+
+    mime_type: str
+    data: bytes
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
 class ExecFailure:
     """The Exec could not be followed to its end: the error its caller gets."""
 
     error: CodeBeakerError
 
 
-ExecPayload = ExecBegan | Output | Outcome | ExecFailure
+ExecPayload = ExecBegan | Output | Display | Outcome | ExecFailure
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,12 @@ class ExecRecord:
         argv: tuple[str, ...],
         *,
         detached: bool,
+        code: str = "",
         retained_bytes: int = RETAINED_BYTES,
     ) -> None:
         self.exec_id = exec_id
         self.argv = argv
+        self.code = code
         self.detached = detached
         self.state = ExecState.RUNNING
         self.start_time = time.time()
@@ -118,4 +129,4 @@ class ExecRecord:
 
 
 def _size(payload: ExecPayload) -> int:
-    return EVENT_OVERHEAD + (len(payload.data) if isinstance(payload, Output) else 0)
+    return EVENT_OVERHEAD + (len(payload.data) if isinstance(payload, Output | Display) else 0)

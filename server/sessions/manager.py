@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from codebeaker.runtimes.catalog import LanguageSpec
 from codebeaker.runtimes.errors import (
@@ -25,6 +26,7 @@ from codebeaker.runtimes.errors import (
     CodeBeakerError,
     FailedPrecondition,
     HostLost,
+    InvalidRequest,
     NotFound,
     Reason,
     SandboxFailure,
@@ -43,10 +45,12 @@ from codebeaker.runtimes.sessions.agent import (
     RunningExec,
 )
 from codebeaker.runtimes.sessions.backend import SessionBackend, SessionLimits, SessionSandbox
+from codebeaker.runtimes.sessions.cells import has_kernel
 from codebeaker.runtimes.sessions.wire import DirEntry, Reply
 from codebeaker.runtimes.telemetry import annotate, background_phase, phase
 from codebeaker.runtimes.verdict import outcome_from_report
 from codebeaker.server.logs import event
+from codebeaker.server.sessions.cells import CellControl, Kernel
 from codebeaker.server.sessions.execs import ExecBegan, ExecFailure, ExecRecord
 from codebeaker.server.sessions.record import LIVE_STATES, SessionRecord, State
 from codebeaker.server.sessions.registry import Registry
@@ -103,12 +107,23 @@ class Live:
     sandbox: SessionSandbox | None = None
     link: AgentLink | None = None
     execs: OrderedDict[str, ExecRecord] = field(default_factory=OrderedDict)
-    running: dict[str, AgentExec] = field(default_factory=dict)
+    running: dict[str, ExecControl] = field(default_factory=dict)
+    kernel: Kernel | None = None
     usage: Usage = field(default_factory=Usage)
     ending: str = ""  # why the server is ending it (its Execs' callers are told)
 
 
 ExecObserver = Callable[[SessionRecord, ExecRecord], None]
+
+
+class ExecControl(Protocol):
+    """What an Exec's caller may send it: a command's stdin and signals (a cell's signals)."""
+
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    def signal(self, number: int) -> None: ...
 
 
 class Sessions:
@@ -133,6 +148,7 @@ class Sessions:
         self._on_exec_done = on_exec_done
         self.records: dict[str, SessionRecord] = {}
         self.live: dict[str, Live] = {}
+        self._cell_ids = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---------- start-up ----------
@@ -479,6 +495,53 @@ class Sessions:
         )
         return exec_record, handle
 
+    def start_cell(
+        self, session_id: str, code: str, limits: Limits
+    ) -> tuple[ExecRecord, CellControl]:
+        """Run a cell in the session's interpreter (started on the first cell)."""
+        entry = self._usable(session_id)
+        record = entry.record
+        if not has_kernel(record.language):
+            raise InvalidRequest(
+                "start.code",
+                f"{record.language} sessions have no interpreter for cells; run a command",
+                reason=Reason.FIELD_UNSUPPORTED,
+            )
+        if entry.kernel is None:
+            env = program_env(self._specs(record.language), record.env)
+            entry.kernel = Kernel(record.language, lambda: self._current_link(entry), env)
+        self._cell_ids += 1
+        cell = ExecRecord(f"cell-{self._cell_ids}", ("<cell>",), detached=False, code=code)
+        cell.publish(ExecBegan(cell.exec_id))
+        control = CellControl()
+        entry.execs[cell.exec_id] = cell
+        entry.running[cell.exec_id] = control
+        record.exec_count += 1
+        self._touch(record)
+        if record.state is State.READY:
+            self._set_state(record, State.BUSY, "a cell runs")
+        limits = replace(limits, memory_bytes=record.sandbox.memory_bytes)
+        self._spawn(self._run_cell(entry, cell, code, limits, control))
+        return cell, control
+
+    def _current_link(self, entry: Live) -> AgentLink:
+        if entry.link is None:
+            raise FailedPrecondition(
+                "the session's sandbox is not reachable now", reason=Reason.SESSION_NOT_READY
+            )
+        return entry.link
+
+    async def _run_cell(
+        self, entry: Live, cell: ExecRecord, code: str, limits: Limits, control: CellControl
+    ) -> None:
+        assert entry.kernel is not None
+        try:
+            with phase("session.cell", session=entry.record.id, exec_id=cell.exec_id) as traced:
+                await entry.kernel.run(cell, code, limits, control)
+                traced.set(verdict=cell.outcome.verdict.value if cell.outcome else "lost")
+        finally:
+            self._exec_ended(entry, cell)
+
     async def _first_stdin(self, handle: AgentExec, data: bytes, close: bool) -> None:
         await handle.write_stdin(data)
         if close:
@@ -696,9 +759,9 @@ class Sessions:
                 with contextlib.suppress(CodeBeakerError):
                     await self._end(entry.record, "the server stopped", keep=True)
             else:
-                for handle in entry.running.values():
-                    if not entry.execs[handle_id(handle)].detached:
-                        handle.signal(9)
+                for exec_id, control in entry.running.items():
+                    if not entry.execs[exec_id].detached:
+                        control.signal(9)
                 entry.ending = "the server stopped"
                 if entry.link is not None:
                     await entry.link.close()
@@ -706,7 +769,3 @@ class Sessions:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.registry.close()
-
-
-def handle_id(handle: AgentExec) -> str:
-    return str(handle.id)

@@ -24,11 +24,9 @@ from codebeaker.runtimes.errors import (
     InvalidRequest,
     NotFound,
     Reason,
-    Unimplemented,
 )
 from codebeaker.runtimes.limits import RequestedLimits
-from codebeaker.runtimes.model import OutputFiles, SourceFile
-from codebeaker.runtimes.sessions.agent import AgentExec
+from codebeaker.runtimes.model import Limits, OutputFiles, SourceFile
 from codebeaker.runtimes.sessions.backend import SessionLimits
 from codebeaker.server import caller
 from codebeaker.server.quotas import Tenancy
@@ -55,7 +53,7 @@ from codebeaker.server.sessions.convert import (
     session_message,
 )
 from codebeaker.server.sessions.execs import ExecEvent, ExecRecord
-from codebeaker.server.sessions.manager import CreateAsk, ExecAsk, Sessions
+from codebeaker.server.sessions.manager import CreateAsk, ExecAsk, ExecControl, Sessions
 from codebeaker.server.sessions.record import SessionRecord
 from codebeaker.server.sessions.watch import EventType, WatchFilter
 from codebeaker.v1 import session_pb2 as spb
@@ -67,6 +65,7 @@ MAX_LABELS = 64
 MAX_WRITE_BYTES = 16 << 20  # one file of WriteFiles (the agent's frame limit)
 MAX_WRITE_FILES = 1000
 MIN_USAGE_INTERVAL = 1.0
+MAX_CELL_BYTES = 1 << 20
 _Context = aio.ServicerContext[object, object]
 
 
@@ -170,10 +169,15 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
             )
         start = first.start
         record = self._owned(start.session, "start.session")
-        ask = self._exec_ask(start)
-        execution, handle = self._sessions.start_exec(record.id, ask)
+        control: ExecControl
+        if start.WhichOneof("program") == "code":
+            limits = self._cell_limits(start, record)
+            execution, control = self._sessions.start_cell(record.id, start.code, limits)
+        else:
+            ask = self._exec_ask(start, record)
+            execution, control = self._sessions.start_exec(record.id, ask)
         caller.note(resource=f"{record.name}/execs/{execution.exec_id}")
-        feeding = asyncio.ensure_future(_feed(request_iterator, handle))
+        feeding = asyncio.ensure_future(_feed(request_iterator, control))
         try:
             async for message in _follow(execution, record.name, feeding):
                 yield message
@@ -182,7 +186,7 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
             with contextlib.suppress(asyncio.CancelledError, CodeBeakerError):
                 await feeding
             if not execution.done and not execution.detached:
-                handle.signal(int(signals.SIGKILL))
+                control.signal(int(signals.SIGKILL))
 
     async def AttachExec(
         self, request: spb.AttachExecRequest, context: _Context
@@ -374,11 +378,7 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
             tenant=_tenant(),
         )
 
-    def _exec_ask(self, start: spb.ExecStart) -> ExecAsk:
-        if start.WhichOneof("program") == "code":
-            raise Unimplemented(
-                "code cells (a persistent interpreter) are not served yet; run a command instead"
-            )
+    def _exec_ask(self, start: spb.ExecStart, record: SessionRecord) -> ExecAsk:
         argv = tuple(start.command.argv)
         if not argv or not argv[0]:
             raise InvalidRequest(
@@ -391,7 +391,31 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
         for index, value in enumerate(argv):
             _plain_string(f"start.command.argv[{index}]", value)
         cwd = _path("start.cwd", start.cwd) if start.cwd not in ("", ".") else ""
-        record = self._sessions.get(session_id(start.session, "start.session"))
+        return ExecAsk(
+            argv=argv,
+            env=_env("start.env", start.env),
+            cwd=cwd,
+            limits=self._exec_limits(start, record),
+            detached=start.detached,
+            stdin=start.stdin,
+            close_stdin=start.close_stdin,
+        )
+
+    def _cell_limits(self, start: spb.ExecStart, record: SessionRecord) -> Limits:
+        if len(start.code.encode()) > MAX_CELL_BYTES:
+            raise InvalidRequest(
+                "start.code", f"a cell is at most {MAX_CELL_BYTES} bytes", reason=Reason.TOO_LARGE
+            )
+        for name in ("stdin", "cwd", "env", "detached"):
+            if getattr(start, name):
+                raise InvalidRequest(
+                    f"start.{name}",
+                    "a code cell runs in the session's interpreter: no stdin, cwd, env or detach",
+                    reason=Reason.FIELD_UNSUPPORTED,
+                )
+        return self._exec_limits(start, record)
+
+    def _exec_limits(self, start: spb.ExecStart, record: SessionRecord) -> Limits:
         requested = _limits("start.limits", start.limits)
         for name in ("memory_bytes", "max_processes"):
             if getattr(requested, name) is not None:
@@ -401,7 +425,7 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
                     reason=Reason.FIELD_UNSUPPORTED,
                 )
         defaults = record.exec_limits
-        limits = self._policy.exec_policy.resolve(
+        return self._policy.exec_policy.resolve(
             RequestedLimits(
                 requested.wall_time or defaults.wall_time,
                 requested.cpu_time or defaults.cpu_time,
@@ -411,18 +435,9 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
             ),
             "start.limits",
         )
-        return ExecAsk(
-            argv=argv,
-            env=_env("start.env", start.env),
-            cwd=cwd,
-            limits=limits,
-            detached=start.detached,
-            stdin=start.stdin,
-            close_stdin=start.close_stdin,
-        )
 
 
-async def _feed(requests: AsyncIterator[spb.ExecRequest], handle: AgentExec) -> None:
+async def _feed(requests: AsyncIterator[spb.ExecRequest], handle: ExecControl) -> None:
     """The caller's messages after start, to the agent; a misplaced one is the
     caller's error (raised into the Exec's stream)."""
     async for message in requests:

@@ -64,8 +64,10 @@ async def next_of(call: Any) -> Any:
     return message
 
 
-async def create(stub: spb_grpc.SessionServiceAsyncStub, **fields: object) -> spb.Session:
-    session = spb.Session(language="python", **fields)  # type: ignore[arg-type]
+async def create(
+    stub: spb_grpc.SessionServiceAsyncStub, language: str = "python", **fields: object
+) -> spb.Session:
+    session = spb.Session(language=language, **fields)  # type: ignore[arg-type]
     return await stub.CreateSession(spb.CreateSessionRequest(session=session))
 
 
@@ -131,7 +133,9 @@ async def test_interactive_stdin_round_trips_and_signals_end_a_command(served: S
     requests.put_nowait(None)
 
 
-async def test_misplaced_exec_messages_are_invalid_and_cells_unimplemented(served: Served) -> None:
+async def test_misplaced_exec_messages_and_cells_without_an_interpreter_are_invalid(
+    served: Served,
+) -> None:
     session = await create(served.stub)
     with pytest.raises(aio.AioRpcError) as caught:
         async for _ in served.stub.Exec(iter([spb.ExecRequest(stdin=b"x")])):
@@ -142,11 +146,13 @@ async def test_misplaced_exec_messages_are_invalid_and_cells_unimplemented(serve
         async for _ in served.stub.Exec(iter(twice)):
             pass
     assert status_of(caught.value) == grpc.StatusCode.INVALID_ARGUMENT
-    cell = spb.ExecRequest(start=spb.ExecStart(session=session.name, code="1+1"))
+    shell = await create(served.stub, language="bash")
+    cell = spb.ExecRequest(start=spb.ExecStart(session=shell.name, code="1+1"))
     with pytest.raises(aio.AioRpcError) as caught:
         async for _ in served.stub.Exec(iter([cell])):
             pass
-    assert status_of(caught.value) == grpc.StatusCode.UNIMPLEMENTED
+    assert status_of(caught.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no interpreter" in (caught.value.details() or "")
 
 
 async def test_paused_sessions_refuse_execs_until_resumed(served: Served) -> None:

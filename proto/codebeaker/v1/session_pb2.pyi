@@ -591,7 +591,13 @@ class ExecStart(_message.Message):
     session: _builtins.str
     """"sessions/{id}"."""
     code: _builtins.str
-    """A cell for the session's interpreter (not served yet: UNIMPLEMENTED)."""
+    """A cell for the session's interpreter (Python and JavaScript sessions): its
+    variables, imports and definitions persist from cell to cell. The cell's
+    output streams as it runs, its last expression comes back as DisplayData
+    (text/plain, and text/html where the value offers it), open matplotlib
+    figures as image/png; an exception is RUNTIME_ERROR with the traceback on
+    stderr, and the interpreter lives on. A cell takes no stdin.
+    """
     cwd: _builtins.str
     """Working directory, relative to the session's working directory; empty: that directory."""
     detached: _builtins.bool
@@ -707,18 +713,22 @@ class DisplayData(_message.Message):
 
     MIME_TYPE_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     mime_type: _builtins.str
     """"text/plain", "text/html", "image/png"."""
     data: _builtins.bytes
+    truncated: _builtins.bool
+    """The data was cut at the cap (the Exec's max_output_bytes, at most 3 MiB)."""
     def __init__(
         self,
         *,
         mime_type: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "mime_type", b"mime_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "mime_type", b"mime_type", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
