@@ -38,8 +38,10 @@ server.
 `Session` (`AsyncSession` for `AsyncClient`) drives one session: `exec`
 (buffered `ExecResult`), `exec_stream` (`ExecStarted`, `ExecOutput`,
 `ExecDisplay`, `ExecFinished` events), `interactive` (stdin as it is written,
-`signal`), `write_files`/`read_files`/`list_files`, `list_execs`, `attach`
-(replay and follow an Exec), `pause`/`resume`/`delete`; its `info` is a
+`signal`), `run_code` (a code cell of a Python or JavaScript session's
+interpreter: a `CellResult` with `.text`, `.html`, `.images`),
+`write_files`/`read_files`/`list_files`, `list_execs`, `attach` (replay and
+follow an Exec), `pause`/`resume`/`delete`; its `info` is a
 `SessionInfo`. `Client.list_sessions` and `watch_sessions` (`SessionEvent`s)
 see every session of the caller.
 """
@@ -71,6 +73,7 @@ from codebeaker.client.exec_stream import ExecStream, InteractiveExec, SessionWa
 from codebeaker.client.operation import Operation
 from codebeaker.client.session import Session
 from codebeaker.client.session_types import (
+    CellResult,
     ExecDisplay,
     ExecEvent,
     ExecFinished,
@@ -124,6 +127,7 @@ __all__ = [
     "AsyncOperation",
     "AsyncSession",
     "AsyncSessionWatch",
+    "CellResult",
     "Client",
     "CodeBeakerError",
     "Comparison",

@@ -66,7 +66,7 @@ def add_commands(
         "exec",
         parents=[exec_connection],
         help="run a command in a session, attached to this terminal",
-        usage=f"{PROG} session exec [options] NAME -- CMD [ARG ...]",
+        usage=f"{PROG} session exec [options] NAME (-- CMD [ARG ...] | --code CODE)",
         description="Run CMD in session NAME: our stdin goes to it as it is read, its output "
         "comes back as it is written, and we exit with its exit code. The first Ctrl-C is "
         "sent to it as SIGINT; a second one leaves, stopping it. With --detach, print the "
@@ -78,6 +78,12 @@ def add_commands(
     run.add_argument("name", metavar="NAME", help="sessions/ID, or the ID alone")
     run.add_argument("command", nargs="*", metavar="CMD", help="the command and its arguments")
     run.add_argument("--detach", action="store_true", help="start it, print its id, leave")
+    run.add_argument(
+        "--code",
+        metavar="CODE",
+        help="run CODE as a cell of the session's interpreter (Python, JavaScript; - reads it "
+        "from stdin): its output, then its last value",
+    )
     run.add_argument("--cwd", metavar="DIR", help="working directory, relative to the session's")
     run.add_argument(
         "--env",
@@ -126,6 +132,10 @@ def add_commands(
 
 def exec_command(args: argparse.Namespace) -> int:
     argv = [*args.command, *args.program_args]
+    if args.code is not None:
+        if argv or args.detach or args.cwd or args.env:
+            raise CliError("--code runs a cell: no CMD, --detach, --cwd or --env with it")
+        return _run_cell(args)
     if not argv:
         raise CliError("name the command to run: session exec NAME -- CMD [ARG ...]")
     limits = Limits(wall_time=args.timeout) if args.timeout is not None else None
@@ -141,6 +151,16 @@ def exec_command(args: argparse.Namespace) -> int:
             pump = threading.Thread(target=_pump_stdin, args=(shell,), daemon=True)
             pump.start()
             result = relay(shell)
+    return _exit_code(result)
+
+
+def _run_cell(args: argparse.Namespace) -> int:
+    code = sys.stdin.read() if args.code == "-" else args.code
+    limits = Limits(wall_time=args.timeout) if args.timeout is not None else None
+    with open_client(argparse.Namespace(**{**vars(args), "timeout": None})) as client:
+        session = client.get_session(name_of(args.name))
+        with session.cell_stream(code, limits=limits) as stream:
+            result = relay(stream)
     return _exit_code(result)
 
 

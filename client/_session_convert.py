@@ -28,6 +28,7 @@ from codebeaker.client._convert import (
     seconds,
 )
 from codebeaker.client.session_types import (
+    CellResult,
     ExecDisplay,
     ExecEvent,
     ExecFinished,
@@ -167,6 +168,21 @@ def exec_start(
     if limits is not None:
         start.limits.CopyFrom(limits_to_proto(limits))
     return spb.ExecRequest(start=start)
+
+
+def cell_start(session: str, code: str, limits: Limits | None = None) -> spb.ExecRequest:
+    """The one message of a code cell."""
+    if not isinstance(code, str):
+        raise TypeError("code must be a str")
+    start = spb.ExecStart(session=session, code=code)
+    if limits is not None:
+        start.limits.CopyFrom(limits_to_proto(limits))
+    return spb.ExecRequest(start=start)
+
+
+def cell_result(result: ExecResult, displays: Iterable[ExecDisplay]) -> CellResult:
+    values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return CellResult(**values, displays=tuple(displays))
 
 
 def command_argv(argv: Argv) -> list[str]:

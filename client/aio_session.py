@@ -19,6 +19,8 @@ from codebeaker.client._channel import Connection
 from codebeaker.client._convert import files_from_proto
 from codebeaker.client._session_convert import (
     Argv,
+    cell_result,
+    cell_start,
     exec_info_from_proto,
     exec_start,
     files_from_listing,
@@ -37,6 +39,8 @@ from codebeaker.client.aio_exec_stream import (
 )
 from codebeaker.client.errors import NotFoundError, translate_rpc_errors
 from codebeaker.client.session_types import (
+    CellResult,
+    ExecDisplay,
     ExecInfo,
     ExecResult,
     FileList,
@@ -193,6 +197,32 @@ class AsyncSession:
         )
         async with stream:
             return await stream.drain()
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CellResult:
+        """Run a code cell in the session's interpreter (see `Session.run_code`)."""
+        stream = self.cell_stream(code, limits=limits, timeout=timeout)
+        displays: list[ExecDisplay] = []
+        async with stream:
+            async for event in stream:
+                if isinstance(event, ExecDisplay):
+                    displays.append(event)
+            return cell_result(await stream.drain(), displays)
+
+    def cell_stream(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        timeout: float | None = None,
+    ) -> AsyncExecStream:
+        """Run a code cell, yielding its events as they happen (see `Session.cell_stream`)."""
+        return self._calls.exec(cell_start(self.name, code, limits), timeout)
 
     def exec_stream(
         self,

@@ -20,6 +20,8 @@ from codebeaker.client._channel import Connection
 from codebeaker.client._convert import files_from_proto
 from codebeaker.client._session_convert import (
     Argv,
+    cell_result,
+    cell_start,
     exec_info_from_proto,
     exec_start,
     files_from_listing,
@@ -38,6 +40,8 @@ from codebeaker.client.exec_stream import (
     SessionWatch,
 )
 from codebeaker.client.session_types import (
+    CellResult,
+    ExecDisplay,
     ExecInfo,
     ExecResult,
     FileList,
@@ -206,6 +210,26 @@ class Session:
         )
         with stream:
             return stream.drain()
+
+    def run_code(
+        self, code: str, *, limits: Limits | None = None, timeout: float | None = None
+    ) -> CellResult:
+        """Run a code cell in the session's interpreter (Python, JavaScript), whose
+        variables, imports and definitions persist from cell to cell: its verdict, output,
+        and rich output (`.text` of the last value, `.html`, `.images`)."""
+        stream = self.cell_stream(code, limits=limits, timeout=timeout)
+        displays: list[ExecDisplay] = []
+        with stream:
+            for event in stream:
+                if isinstance(event, ExecDisplay):
+                    displays.append(event)
+            return cell_result(stream.drain(), displays)
+
+    def cell_stream(
+        self, code: str, *, limits: Limits | None = None, timeout: float | None = None
+    ) -> ExecStream:
+        """Run a code cell, yielding its events as they happen (`run_code`'s arguments)."""
+        return self._calls.exec(cell_start(self.name, code, limits), timeout)
 
     def exec_stream(
         self,

@@ -192,6 +192,36 @@ class ExecResult(ExecutionResult):
 
 
 @dataclass(frozen=True)
+class CellResult(ExecResult):
+    """The outcome of one code cell (`Session.run_code`): its verdict, output and rich
+    output. An exception in the cell is `RUNTIME_ERROR` with the traceback in `stderr`;
+    the interpreter lives on."""
+
+    displays: tuple[ExecDisplay, ...] = ()
+
+    @property
+    def text(self) -> str | None:
+        """The cell's last value as text (`repr` in Python, `util.inspect` in Node), if any."""
+        return self._first("text/plain")
+
+    @property
+    def html(self) -> str | None:
+        """The last value's HTML (a pandas DataFrame), if it offers one."""
+        return self._first("text/html")
+
+    @property
+    def images(self) -> list[bytes]:
+        """PNG images (matplotlib figures left open at the end of the cell)."""
+        return [d.data for d in self.displays if d.mime_type == "image/png"]
+
+    def _first(self, mime_type: str) -> str | None:
+        for display in self.displays:
+            if display.mime_type == mime_type:
+                return display.data.decode(errors="replace")
+        return None
+
+
+@dataclass(frozen=True)
 class ExecInfo:
     """The record a session keeps of one Exec (`Session.list_execs`)."""
 

@@ -108,8 +108,9 @@ class Kernel:
                 log.exception("cell %s failed", record.exec_id)
                 record.publish(ExecFailure(SandboxFailure(f"the cell could not run: {error}")))
                 return
-            if restarted and self.starts > 1 and not outcome.message:
-                outcome = _with_message(outcome, "a fresh interpreter ran this cell")
+            if restarted and self.starts > 1:
+                fresh = "a fresh interpreter ran this cell (the previous one had ended)"
+                outcome = _with_message(outcome, "; ".join(filter(None, (outcome.message, fresh))))
             record.publish(outcome)
 
     # ---------- the kernel process ----------

@@ -380,3 +380,31 @@ def test_the_cli_drives_a_real_session(sessions: Sessions, tmp_path: Path) -> No
     assert cli("delete", name).returncode == 0
     gone = cli("get", name)
     assert gone.returncode != 0 and b"not found" in gone.stderr
+
+
+def test_code_cells_keep_state_in_the_sandboxed_interpreter(sessions: Sessions) -> None:
+    """Cells through the SDK in a real session: Python and JavaScript interpreters live in
+    the sandbox (as uid 65534, under the filter), keep state, survive an exception and are
+    restarted after a crash."""
+    from codebeaker.client import Client
+
+    with Client(sessions.server.address) as client:
+        with client.create_session("python") as session:
+            assert session.run_code("import os\nuid = os.getuid()").status.name == "OK"
+            assert session.run_code("uid, os.getcwd()").text == "(65534, '/workspace')"
+            failed = session.run_code("{}['missing']")
+            assert failed.status.name == "RUNTIME_ERROR" and b"KeyError" in failed.stderr
+            assert session.run_code("uid").text == "65534"
+            crashed = session.run_code("import os\nos.kill(os.getpid(), 9)")
+            assert crashed.signal == 9 and "fresh one" in crashed.message
+            assert b"NameError" in session.run_code("uid").stderr
+            # A command and a cell share the session's files.
+            session.write_files({"data.txt": "from a file\n"})
+            assert session.run_code("open('data.txt').read()").text == "'from a file\\n'"
+        with client.create_session("javascript") as session:
+            session.run_code(
+                "const seen = []; function note(v) { seen.push(v); return seen.length; }"
+            )
+            assert session.run_code("note('a'); note('b')").text == "2"
+            shown = session.run_code("console.log(process.getuid()); seen")
+            assert shown.stdout == b"65534\n" and shown.text == "[ 'a', 'b' ]"

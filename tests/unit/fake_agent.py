@@ -7,6 +7,7 @@ Each fake agent speaks PROTOCOL.md § Session mode. Its "programs":
   cat             copy stdin to stdout until stdin closes, exit 0
   upper           like cat, upper-cased
   sleep SECONDS   sleep; a signal ends it with that signal
+  python3|node    a real interpreter on the host (the cell kernels), its stdio piped
   exit CODE       exit with CODE
   spam N          N bytes of "x" on stdout
 Files live in a dict; a paused agent answers nothing until resumed; removing a
@@ -16,7 +17,9 @@ sandbox ends its stream and reports a "destroy" event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -49,6 +52,7 @@ def _frame(kind: Reply, ident: int, payload: bytes = b"") -> bytes:
 class _Program:
     stdin: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     signalled: asyncio.Future[int] = field(default_factory=asyncio.Future)
+    signals: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
     detached: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -128,8 +132,11 @@ class FakeAgent:
                 program.stdin.put_nowait(None)
         elif kind is Request.SIGNAL:
             program = self._programs.get(ident)
-            if program and not program.signalled.done():
-                program.signalled.set_result(struct.unpack(">I", payload)[0])
+            if program:
+                number = struct.unpack(">I", payload)[0]
+                program.signals.put_nowait(number)
+                if not program.signalled.done():
+                    program.signalled.set_result(number)
         elif kind is Request.WRITE_FILE:
             (length,) = struct.unpack_from(">I", payload, 4)
             path = payload[8 : 8 + length].decode()
@@ -181,11 +188,56 @@ class FakeAgent:
             code = int(args[0])
         elif name == "spam":
             self._send(Reply.STDOUT, ident, b"x" * int(args[0]))
+        elif name in ("python3", "node"):  # a real interpreter on the host (the kernels)
+            code, sig = await self._host_process(ident, argv, program)
         else:
             self._send(Reply.STDERR, ident, f"{name}: not found\n".encode())
             code = 127
         await self.paused.wait()
         self._send(Reply.EXIT, ident, REPORT.format(code=code, sig=sig, wall=0).encode())
+
+    async def _host_process(
+        self, ident: int, argv: list[str], program: _Program
+    ) -> tuple[int, int]:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert process.stdin and process.stdout and process.stderr
+
+        async def pump(reader: asyncio.StreamReader, kind: Reply) -> None:
+            while chunk := await reader.read(65536):
+                self._send(kind, ident, chunk)
+
+        async def feed() -> None:
+            assert process.stdin
+            while (chunk := await program.stdin.get()) is not None:
+                process.stdin.write(chunk)
+                await process.stdin.drain()
+            process.stdin.close()
+
+        async def signals() -> None:
+            while True:
+                number = await program.signals.get()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, number)
+
+        helpers = [asyncio.ensure_future(feed()), asyncio.ensure_future(signals())]
+        try:
+            await asyncio.gather(
+                pump(process.stdout, Reply.STDOUT), pump(process.stderr, Reply.STDERR)
+            )
+            returncode = await process.wait()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        return (128 - returncode, -returncode) if returncode < 0 else (returncode, 0)
 
     def _read_files(self, ident: int, payload: bytes) -> None:
         offset = 16
