@@ -104,7 +104,7 @@ def create_lines(create: dict[str, Any]) -> tuple[list[str], list[str]]:
         f"create+start ({_ms(engine)} ms); cold {_ms(_p(create.get('cold')))} ms"
         + (f"; {served_cold} calls found no spare ready (left out)" if served_cold else "")
     ]
-    return lines, verdicts
+    return (lines if create else []), verdicts
 
 
 def exec_lines(found: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -141,7 +141,7 @@ def exec_lines(found: dict[str, Any]) -> tuple[list[str], list[str]]:
         f"{_ms(api)} ms through the API; {_x(ratio(session, cli))} the CLI's {_ms(cli)} ms; "
         f"{_x(ratio(session, host))} host `true`, {_ms(host)} ms)"
     ]
-    return lines, verdicts
+    return (lines if found else []), verdicts
 
 
 def _mib(value: float | None) -> str:
