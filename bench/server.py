@@ -120,6 +120,13 @@ class ServerProcess:
                 process.wait(STOP_TIMEOUT)
         sweep_owner(self.instance)
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (the `codebeaker` entry point is the server itself)."""
+        if self._process is None:
+            raise ServerGone(f"server {self.instance} is not running")
+        return self._process.pid
+
     def check_alive(self) -> None:
         if self._process is None or self._process.poll() is not None:
             raise ServerGone(f"server {self.instance} exited; see {self.log_path}")
