@@ -19,8 +19,9 @@ from codebeaker.runtimes.docker.engine import AttachStream, Engine
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
-# The engine may record a container's OOM kill a moment after its exit.
-OOM_RECORD_POLLS = 10
+# The engine may record a container's OOM kill a moment after its exit (seconds
+# later on a loaded machine: containerd's OOM event travels on its own).
+OOM_RECORD_POLLS = 40
 OOM_RECORD_INTERVAL = 0.05
 
 
