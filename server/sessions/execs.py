@@ -14,10 +14,11 @@ import enum
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from codebeaker.runtimes.errors import CodeBeakerError
-from codebeaker.runtimes.model import Outcome, Output
+from codebeaker.runtimes.errors import CodeBeakerError, HostLost
+from codebeaker.runtimes.model import LimitKind, Outcome, Output, Verdict
 
 RETAINED_BYTES = 8 << 20  # per Exec, at most
 EVENT_OVERHEAD = 64  # bytes an event counts for besides its data
@@ -126,6 +127,54 @@ class ExecRecord:
                 return
             if self.first_retained == first:
                 await news.wait()
+
+    def to_json(self) -> dict[str, Any]:
+        """The record without its output (what a restarted server can show)."""
+        outcome = None
+        if self.outcome is not None:
+            outcome = asdict(self.outcome)
+            outcome["verdict"] = self.outcome.verdict.value
+            kind = self.outcome.limit_exceeded
+            outcome["limit_exceeded"] = kind.value if kind else None
+        return {
+            "exec_id": self.exec_id,
+            "argv": list(self.argv),
+            "code": self.code,
+            "detached": self.detached,
+            "state": self.state.value,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "last_sequence": self.last_sequence,
+            "outcome": outcome,
+            "failure": str(self.failure) if self.failure else "",
+        }
+
+    @classmethod
+    def restored(cls, data: dict[str, Any]) -> ExecRecord:
+        """A finished record as an earlier server kept it: its result can be replayed
+        (at its own sequence number), its output cannot."""
+        record = cls(
+            str(data["exec_id"]),
+            tuple(data["argv"]),
+            detached=bool(data["detached"]),
+            code=str(data.get("code", "")),
+        )
+        record.start_time, record.end_time = float(data["start_time"]), float(data["end_time"])
+        record.last_sequence = int(data["last_sequence"])
+        raw = data.get("outcome")
+        if raw:
+            values = dict(raw)
+            values["verdict"] = Verdict(values["verdict"])
+            kind = values.get("limit_exceeded")
+            values["limit_exceeded"] = LimitKind(kind) if kind else None
+            record.outcome = Outcome(**values)
+            record.state = ExecState.DONE
+            record._events.append(ExecEvent(record.last_sequence, record.outcome))
+        else:
+            record.state = ExecState.LOST
+            record.failure = HostLost(str(data.get("failure") or "it was not followed to its end"))
+            record._events.append(ExecEvent(record.last_sequence, ExecFailure(record.failure)))
+        return record
 
 
 def _size(payload: ExecPayload) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -148,7 +149,6 @@ class Sessions:
         self._on_exec_done = on_exec_done
         self.records: dict[str, SessionRecord] = {}
         self.live: dict[str, Live] = {}
-        self._cell_ids = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---------- start-up ----------
@@ -168,6 +168,9 @@ class Sessions:
             return
         entry = Live(record)
         self.live[record.id] = entry
+        for kept in self.registry.execs(record.id):
+            restored = ExecRecord.restored(kept)
+            entry.execs[restored.exec_id] = restored
         try:
             entry.sandbox = await self.backend.attach(record.id, record.sandbox_id)
             if record.state is not State.PAUSED:  # a frozen agent answers after resume
@@ -510,12 +513,10 @@ class Sessions:
         if entry.kernel is None:
             env = program_env(self._specs(record.language), record.env)
             entry.kernel = Kernel(record.language, lambda: self._current_link(entry), env)
-        self._cell_ids += 1
-        cell = ExecRecord(f"cell-{self._cell_ids}", ("<cell>",), detached=False, code=code)
+        cell = ExecRecord(f"cell-{secrets.token_hex(4)}", ("<cell>",), detached=False, code=code)
         cell.publish(ExecBegan(cell.exec_id))
         control = CellControl()
-        entry.execs[cell.exec_id] = cell
-        entry.running[cell.exec_id] = control
+        self._remember(entry, cell, control)
         record.exec_count += 1
         self._touch(record)
         if record.state is State.READY:
@@ -548,14 +549,17 @@ class Sessions:
             handle.close_stdin()
 
     def _track(self, entry: Live, record: ExecRecord, handle: AgentExec, limits: Limits) -> None:
+        self._remember(entry, record, handle)
+        self._spawn(self._pump(entry, record, handle, limits))
+
+    def _remember(self, entry: Live, record: ExecRecord, control: ExecControl) -> None:
         entry.execs[record.exec_id] = record
-        entry.running[record.exec_id] = handle
+        entry.running[record.exec_id] = control
         while len(entry.execs) > EXEC_HISTORY:
             oldest = next((k for k, v in entry.execs.items() if v.done), None)
             if oldest is None:
                 break
             del entry.execs[oldest]
-        self._spawn(self._pump(entry, record, handle, limits))
 
     async def _pump(
         self, entry: Live, record: ExecRecord, handle: AgentExec, limits: Limits
@@ -605,6 +609,8 @@ class Sessions:
 
     def _exec_ended(self, entry: Live, record: ExecRecord) -> None:
         entry.running.pop(record.exec_id, None)
+        if record.done:
+            self.registry.save_exec(entry.record.id, record.to_json())
         session = entry.record
         if entry.ending:
             return

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from codebeaker.server.sessions.record import SessionRecord
 
@@ -25,7 +26,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (create_time, id);
+CREATE TABLE IF NOT EXISTS execs (
+    session_id TEXT NOT NULL,
+    exec_id TEXT NOT NULL,
+    end_time REAL NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (session_id, exec_id)
+);
 """
+EXECS_KEPT = 100  # finished Exec records kept per session
 
 
 class Registry:
@@ -53,6 +62,26 @@ class Registry:
 
     def delete(self, session_id: str) -> None:
         self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._db.execute("DELETE FROM execs WHERE session_id = ?", (session_id,))
+
+    def save_exec(self, session_id: str, record: dict[str, Any]) -> None:
+        """Keep a finished Exec's record (without output); the oldest past EXECS_KEPT go."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO execs (session_id, exec_id, end_time, record) "
+            "VALUES (?, ?, ?, ?)",
+            (session_id, record["exec_id"], record["end_time"], json.dumps(record)),
+        )
+        self._db.execute(
+            "DELETE FROM execs WHERE session_id = ? AND exec_id NOT IN (SELECT exec_id FROM execs "
+            "WHERE session_id = ? ORDER BY end_time DESC LIMIT ?)",
+            (session_id, session_id, EXECS_KEPT),
+        )
+
+    def execs(self, session_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT record FROM execs WHERE session_id = ? ORDER BY end_time", (session_id,)
+        )
+        return [json.loads(text) for (text,) in rows.fetchall()]
 
     def all(self) -> Iterator[SessionRecord]:
         rows = self._db.execute("SELECT record FROM sessions ORDER BY create_time, id")

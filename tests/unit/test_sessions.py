@@ -242,6 +242,7 @@ async def test_a_restarted_server_finds_its_sessions_and_uses_them(
     await first.stub.WriteFiles(
         spb.WriteFilesRequest(name=session.name, files=[pb.File(path="kept", content=b"yes")])
     )
+    await run(first.stub, session.name, "echo", "kept-exec")
     await shut(first)
     assert backend.agents, "the session's sandbox outlives the server"
     second = await serve(session_config, backend)
@@ -251,6 +252,17 @@ async def test_a_restarted_server_finds_its_sessions_and_uses_them(
         read = await second.stub.ReadFiles(spb.ReadFilesRequest(name=session.name, paths=["kept"]))
         assert read.files[0].content == b"yes"
         assert (await run(second.stub, session.name, "echo", "again"))[0] == b"again\n"
+        # The Exec history outlives the server (the results, not the output).
+        execs = (await second.stub.ListExecs(spb.ListExecsRequest(name=session.name))).execs
+        assert [list(e.argv) for e in execs] == [["echo", "kept-exec"], ["echo", "again"]]
+        assert (
+            execs[0].state == spb.EXEC_STATE_DONE
+            and execs[0].result.status == pb.EXECUTION_STATUS_OK
+        )
+        replay = second.stub.AttachExec(
+            spb.AttachExecRequest(name=session.name, exec_id=execs[0].exec_id)
+        )
+        assert (await next_of(replay)).result.status == pb.EXECUTION_STATUS_OK
     finally:
         await shut(second)
 
