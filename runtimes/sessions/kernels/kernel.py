@@ -129,6 +129,18 @@ def flush() -> None:
             getattr(sys, name).flush()
 
 
+def forget_half_imported() -> None:
+    """Drop the submodules whose package is not imported: what an import the cell's
+    error or a SIGINT cut short left behind. Else the next import of that package
+    runs its __init__ again over them, and finds its submodules' names unbound."""
+    for name in list(sys.modules):
+        parent = name.rpartition(".")[0]
+        while parent and parent in sys.modules:
+            parent = parent.rpartition(".")[0]
+        if parent:
+            del sys.modules[name]
+
+
 def in_cell(frame: types.FrameType | None) -> bool:
     while frame is not None:
         if frame.f_code.co_filename.startswith(CELL_PREFIX):
@@ -138,7 +150,8 @@ def in_cell(frame: types.FrameType | None) -> bool:
 
 
 def cell_traceback(error: BaseException) -> str:
-    """The error as Python prints it, with the cell's frames and what they called only."""
+    """The error as Python prints it, from the first frame of a cell on (from the first
+    frame at all when there is none: a figure's drawing), without the kernel's frames."""
     frames: list[types.TracebackType] = []
     tb = error.__traceback__
     while tb is not None:
@@ -146,13 +159,14 @@ def cell_traceback(error: BaseException) -> str:
         tb = tb.tb_next
     start = next(
         (i for i, t in enumerate(frames) if t.tb_frame.f_code.co_filename.startswith(CELL_PREFIX)),
-        len(frames),
+        0,
     )
-    kept: types.TracebackType | None = None
-    for t in reversed(frames[start:]):
-        if t.tb_frame.f_globals is not KERNEL_GLOBALS:
-            kept = types.TracebackType(kept, t.tb_frame, t.tb_lasti, t.tb_lineno)
-    return "".join(traceback.format_exception(type(error), error, kept))
+    kept = [t for t in frames[start:] if t.tb_frame.f_globals is not KERNEL_GLOBALS]
+    if not kept:
+        return "".join(traceback.format_exception(type(error), error, None))
+    for outer, inner in zip(kept, [*kept[1:], None], strict=True):
+        outer.tb_next = inner  # relinked in place: the error is the kernel's to show
+    return "".join(traceback.format_exception(type(error), error, kept[0]))
 
 
 def text(value: str) -> str:
@@ -215,6 +229,8 @@ class Kernel:
             }
         if self.figures(rich, render=done["status"] != "interrupted"):
             done = {"k": "done", "status": "interrupted"}
+        if done["status"] != "ok":
+            forget_half_imported()
         flush()
         for stream in self.streams:
             stream.finish()
@@ -246,14 +262,20 @@ class Kernel:
 
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
-        task = self.loop.create_task(coroutine)
+        loop = self.loop
+        task = loop.create_task(coroutine)
+        task.add_done_callback(lambda _: loop.stop())
         self.awaiting = True
         try:
-            result: object = self.loop.run_until_complete(task)
+            # Not run_until_complete: a SIGINT between a task's end and the loop's
+            # stop leaves that stop scheduled, and it ends the next cell's run early.
+            while not task.done():
+                loop.run_forever()
+            result: object = task.result()
             return result
         except BaseException:
             if not task.done():
-                task.cancel()
+                task.cancel()  # takes effect when a later cell runs the loop
             raise
         finally:
             self.awaiting = False
