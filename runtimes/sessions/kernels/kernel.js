@@ -92,12 +92,14 @@
   }
 
   // console's streams: only write() is called (ignoreErrors: false), no state to break.
-  globalThis.console = new console.Console({
+  const { Console } = console;
+  globalThis.console = new Console({
     stdout: { write: (text) => output('out', Buffer.from(String(text))) },
     stderr: { write: (text) => output('err', Buffer.from(String(text))) },
     ignoreErrors: false,
     colorMode: false,
   });
+  globalThis.console.Console = Console;
 
   // process.stdout and process.stderr for the cells: Writables (pipe() into them
   // works) that write at once.
@@ -111,7 +113,6 @@
     });
     stream.fd = fd;
     stream.isTTY = false;
-    stream._type = 'pipe';
     return stream;
   }
   const cellStdout = stdio(1, (data) => writeAll(1, data));
@@ -229,9 +230,9 @@
     count += 1;
     const cell = { token, waiting: false, handled: false };
     current = cell;
-    // A SIGINT just as a cell's synchronous code ends can make vm's watchdog
-    // terminate the kernel's own code after it (Node reads the watchdog's flag
-    // before it unregisters it): this ends such a cell, which nothing else would.
+    // A safety net: should a SIGINT as the cell's synchronous code ends make vm's
+    // watchdog terminate the kernel's code after it (Node reads the watchdog's
+    // flag before it unregisters it), this still ends the cell.
     setImmediate(() => {
       if (!cell.handled) finish(cell, { done: { status: 'interrupted' } });
     });
