@@ -6,13 +6,21 @@
 // function so that none of the kernel's names lands in the cells' global scope.
 //
 // Cells run with vm.runInThisContext in the main context: their top-level `var`,
-// `let`, `const`, `class` and functions stay for the next cells. `console` writes
-// `out`/`err` messages of the running cell, and so does process.stderr.write;
-// process.stdout.write stays the real stdout (raw output, in order with the
-// messages: both go through the same stream). Output while no cell runs (a timer
-// a cell left behind) is held and sent as the next cell's, up to HOLD bytes.
+// `let`, `const`, `class` and functions stay for the next cells.
+//
+// Output. A SIGINT interrupts a cell wherever it is, Node's own JavaScript
+// included: one that lands inside a stream's write (a console.log, in the
+// cell's call stack) leaves that stream waiting forever for its callback, and
+// nothing would be written after it. So no byte goes through a Node stream:
+// every write is one fs.writeSync on fd 1 or 2, a message of `out`/`err` carries
+// at most CHUNK bytes (its line stays under PIPE_BUF, a write the pipe takes
+// whole or not at all). `console` writes `out`/`err` messages of the running
+// cell, process.stderr.write too; process.stdout.write is raw output on fd 1, in
+// order with the messages. Output while no cell runs (a timer a cell left
+// behind) is held and sent as the next cell's, up to HOLD bytes.
 (() => {
   'use strict';
+  const fs = require('fs');
   const Module = require('module');
   const path = require('path');
   const readline = require('readline');
@@ -21,27 +29,41 @@
   const vm = require('vm');
 
   const TOKEN = /^[0-9a-f]{32}$/;
-  const CHUNK = 65536; // at most this many bytes per `out`/`err` message
+  const CHUNK = 3000; // bytes per `out`/`err` message: 4000 in base64, the line < 4096
   const HOLD = 1 << 20;
   const SIGINT_POLL = 20; // ms, while a cell waits for its Promise
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+
+  // All of `data` on `fd`, waiting out EAGAIN (a non-blocking pipe that is full).
+  function writeAll(fd, data) {
+    let done = 0;
+    while (done < data.length) {
+      try {
+        done += fs.writeSync(fd, data, done, data.length - done);
+      } catch (error) {
+        if (error.code === 'EAGAIN') Atomics.wait(pause, 0, 0, 1);
+        else if (error.code === 'EINTR') continue;
+        else process.exit(1); // the server is gone: nobody can hear anything more
+      }
+    }
+  }
 
   const startup = process.argv[1];
   if (process.argv.length !== 2 || !TOKEN.test(startup)) {
-    process.stderr.write('usage: node -e <kernel.js> TOKEN (32 lowercase hex digits)\n');
+    writeAll(2, Buffer.from('usage: node -e <kernel.js> TOKEN (32 lowercase hex digits)\n'));
     process.exit(2);
   }
   process.argv.splice(1);
 
-  const stdout = process.stdout;
-  const rawWrite = stdout.write.bind(stdout); // a cell may replace process.stdout.write
-  const rawError = process.stderr.write.bind(process.stderr);
-  stdout.on('error', () => process.exit(1)); // the server is gone
-
   function send(token, message) {
-    rawWrite('\n\x1e' + token + '\x1f' + JSON.stringify(message) + '\n');
+    writeAll(1, Buffer.from('\n\x1e' + token + '\x1f' + JSON.stringify(message) + '\n'));
   }
 
-  let current = null; // the running cell: {token, waiting}
+  function diagnose(text) {
+    writeAll(2, Buffer.from(`kernel: ${text}\n`));
+  }
+
+  let current = null; // the running cell: {token, waiting, handled}
   let held = []; // [kind, Buffer] written while no cell ran
   let heldBytes = 0;
   let dropped = 0;
@@ -69,26 +91,34 @@
     return Buffer.from(String(chunk), typeof encoding === 'string' ? encoding : 'utf8');
   }
 
-  function sink(kind) {
-    return new Writable({
+  // console's streams: only write() is called (ignoreErrors: false), no state to break.
+  const { Console } = console;
+  globalThis.console = new Console({
+    stdout: { write: (text) => output('out', Buffer.from(String(text))) },
+    stderr: { write: (text) => output('err', Buffer.from(String(text))) },
+    ignoreErrors: false,
+    colorMode: false,
+  });
+  globalThis.console.Console = Console;
+
+  // process.stdout and process.stderr for the cells: Writables (pipe() into them
+  // works) that write at once.
+  function stdio(fd, write) {
+    const stream = new Writable({
+      decodeStrings: false,
       write(chunk, encoding, callback) {
-        output(kind, bytes(chunk, encoding));
+        write(bytes(chunk, encoding));
         callback();
       },
     });
+    stream.fd = fd;
+    stream.isTTY = false;
+    return stream;
   }
-
-  globalThis.console = new console.Console({
-    stdout: sink('out'),
-    stderr: sink('err'),
-    colorMode: false,
-  });
-  process.stderr.write = function write(chunk, encoding, callback) {
-    output('err', bytes(chunk, encoding));
-    const done = typeof encoding === 'function' ? encoding : callback;
-    if (typeof done === 'function') process.nextTick(done);
-    return true;
-  };
+  const cellStdout = stdio(1, (data) => writeAll(1, data));
+  const cellStderr = stdio(2, (data) => output('err', data));
+  Object.defineProperty(process, 'stdout', { configurable: true, get: () => cellStdout });
+  Object.defineProperty(process, 'stderr', { configurable: true, get: () => cellStderr });
 
   // require() relative to the current directory (process.chdir persists), as
   // Python's imports from its working directory.
@@ -200,9 +230,9 @@
     count += 1;
     const cell = { token, waiting: false, handled: false };
     current = cell;
-    // A SIGINT just as a cell's synchronous code ends can make vm's watchdog
-    // terminate the kernel's own code after it (Node reads the watchdog's flag
-    // before it unregisters it): this ends such a cell, which nothing else would.
+    // A safety net: should a SIGINT as the cell's synchronous code ends make vm's
+    // watchdog terminate the kernel's code after it (Node reads the watchdog's
+    // flag before it unregisters it), this still ends the cell.
     setImmediate(() => {
       if (!cell.handled) finish(cell, { done: { status: 'interrupted' } });
     });
@@ -243,7 +273,7 @@
     if (request !== undefined) {
       run(request.cell, request.code);
     } else if (closing) {
-      rawWrite('', () => process.exit(0)); // once everything before it is written
+      process.exit(0); // every write was synchronous: nothing is left to flush
     }
   }
 
@@ -311,7 +341,7 @@
       !TOKEN.test(request.cell) ||
       typeof request.code !== 'string'
     ) {
-      rawError(`kernel: request ignored: ${line.slice(0, 200)}\n`);
+      diagnose(`request ignored: ${line.slice(0, 200)}`);
       return;
     }
     queue.push({ cell: request.cell, code: request.code });

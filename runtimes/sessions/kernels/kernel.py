@@ -150,7 +150,8 @@ def in_cell(frame: types.FrameType | None) -> bool:
 
 
 def cell_traceback(error: BaseException) -> str:
-    """The error as Python prints it, with the cell's frames and what they called only."""
+    """The error as Python prints it, from the first frame of a cell on (from the first
+    frame at all when there is none: a figure's drawing), without the kernel's frames."""
     frames: list[types.TracebackType] = []
     tb = error.__traceback__
     while tb is not None:
@@ -158,7 +159,7 @@ def cell_traceback(error: BaseException) -> str:
         tb = tb.tb_next
     start = next(
         (i for i, t in enumerate(frames) if t.tb_frame.f_code.co_filename.startswith(CELL_PREFIX)),
-        len(frames),
+        0,
     )
     kept = [t for t in frames[start:] if t.tb_frame.f_globals is not KERNEL_GLOBALS]
     if not kept:
