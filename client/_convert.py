@@ -26,6 +26,7 @@ from codebeaker.client.types import (
     OutputFile,
     OutputFileStatus,
     OutputStream,
+    Package,
     Runtime,
     Source,
     Stage,
@@ -166,6 +167,7 @@ def runtimes_from_proto(message: pb.ListRuntimesResponse) -> list[Runtime]:
             aliases=tuple(runtime.aliases),
             file_name=runtime.file_name,
             compiled=runtime.compiled,
+            packages=tuple(Package(p.name, p.version) for p in runtime.packages),
         )
         for runtime in message.runtimes
     ]

@@ -118,7 +118,13 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
         "runtimes",
         parents=[connection],
         help="list the languages the server can run",
-        description="List the languages, versions and aliases the server can run.",
+        description="List the languages, versions and aliases the server can run, and how "
+        "many packages each one's image carries.",
+    )
+    runtimes.add_argument(
+        "--packages",
+        action="store_true",
+        help="list the packages instead: language, package and version, one a line",
     )
     runtimes.set_defaults(handler=list_runtimes)
 
@@ -136,17 +142,34 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
 
 def list_runtimes(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        runtimes = client.runtimes()
-    rows = [("LANGUAGE", "VERSION", "ALIASES", "FILE", "COMPILED")]
+        runtimes = sorted(client.runtimes(), key=lambda r: (r.language, r.version))
+    if args.packages:
+        _print_table(
+            [("LANGUAGE", "PACKAGE", "VERSION")]
+            + [(r.language, p.name, p.version) for r in runtimes for p in r.packages]
+        )
+        return 0
+    rows = [("LANGUAGE", "VERSION", "ALIASES", "FILE", "COMPILED", "PACKAGES")]
     rows += [
-        (r.language, r.version, ", ".join(r.aliases), r.file_name, "yes" if r.compiled else "no")
-        for r in sorted(runtimes, key=lambda r: (r.language, r.version))
+        (
+            r.language,
+            r.version,
+            ", ".join(r.aliases),
+            r.file_name,
+            "yes" if r.compiled else "no",
+            str(len(r.packages)) if r.packages else "",
+        )
+        for r in runtimes
     ]
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print(line.rstrip())
-    return 0
 
 
 def _command_of(arguments: Sequence[str]) -> str | None:

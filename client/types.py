@@ -280,14 +280,29 @@ StreamEvent = Started | Output | StageFinished | Finished
 
 
 @dataclass(frozen=True)
+class Package:
+    """One package baked into a runtime's image, e.g. `Package("numpy", "1.24.2")`."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
 class Runtime:
-    """One language the server can run."""
+    """One language the server can run, with the packages its image carries
+    (sorted by name; `versions` maps each name to its version)."""
 
     language: str
     version: str
     aliases: tuple[str, ...] = field(default_factory=tuple)
     file_name: str = ""
     compiled: bool = False
+    packages: tuple[Package, ...] = field(default_factory=tuple)
+
+    @property
+    def package_versions(self) -> dict[str, str]:
+        """Package name -> version, e.g. `runtime.package_versions["numpy"]`."""
+        return {package.name: package.version for package in self.packages}
 
 
 Source = str | bytes

@@ -101,6 +101,11 @@ class Backend(Protocol[H]):
         """Language id -> version of its toolchain, as recorded when its image was built."""
         ...
 
+    async def packages(self) -> Mapping[str, Mapping[str, str]]:
+        """Language id -> the packages baked into its image (name -> version), as
+        recorded when the image was built; empty for a language without any."""
+        ...
+
     async def close(self) -> None:
         """Finish pending removals and sweep every host of ours that is left."""
         ...

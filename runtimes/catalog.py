@@ -2,7 +2,9 @@
 
 Each folder holds a Dockerfile and a `spec.toml`: id, aliases, file name, an
 optional compile command with the patterns that select its sources, the run
-command, the version command and extra environment. Adding a language is
+command, the version command, an optional packages command (printing the
+packages baked into the image as a JSON object of name to version) and extra
+environment. Adding a language is
 adding a folder; nothing here names a language. Operators add their own
 from outside the installed package (`Catalog.load(extra_dirs=...)`), in the
 same format; a malformed one is a start-up error naming its folder and field,
@@ -38,7 +40,8 @@ SOURCES_PLACEHOLDER = "{sources}"
 
 @dataclass(frozen=True)
 class LanguageSpec:
-    """How to build and run one language; `version` is filled in from the built image."""
+    """How to build and run one language; `version` and `packages` (name -> version)
+    are filled in from the built image."""
 
     id: str
     name: str
@@ -51,6 +54,8 @@ class LanguageSpec:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     directory: Path = LANGUAGES_DIR
     version: str = ""
+    packages_command: tuple[str, ...] = ()
+    packages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def compiled(self) -> bool:
@@ -111,6 +116,7 @@ def load_spec(directory: Path) -> LanguageSpec:
             file_name=_text(raw, "file_name"),
             run=tuple(_texts(raw, "run")),
             version_command=tuple(_texts(raw, "version_command")),
+            packages_command=tuple(_texts(raw, "packages_command")),
             compile=tuple(_texts(raw, "compile")),
             sources=tuple(_texts(raw, "sources")),
             env=MappingProxyType({str(k): str(v) for k, v in raw.get("env", {}).items()}),
@@ -211,6 +217,13 @@ class Catalog:
     def with_versions(self, versions: Mapping[str, str]) -> Catalog:
         """A copy whose specs carry the versions read from their images."""
         return Catalog(replace(s, version=versions.get(s.id, s.version)) for s in self.specs())
+
+    def with_packages(self, packages: Mapping[str, Mapping[str, str]]) -> Catalog:
+        """A copy whose specs carry the packages (name -> version) read from their images."""
+        return Catalog(
+            replace(s, packages=MappingProxyType(dict(packages[s.id]))) if s.id in packages else s
+            for s in self.specs()
+        )
 
 
 def _extra_specs(folder: Path, known: Mapping[str, LanguageSpec]) -> list[LanguageSpec]:

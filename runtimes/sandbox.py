@@ -51,6 +51,11 @@ class Sandbox(Protocol):
         """Language id -> version, as recorded when its runtime was built."""
         ...
 
+    async def packages(self) -> Mapping[str, Mapping[str, str]]:
+        """Language id -> the packages its runtime carries (name -> version), as
+        recorded when the runtime was built."""
+        ...
+
     async def close(self) -> None:
         """Finish pending teardowns; after this no sandbox of ours is left."""
         ...

@@ -157,6 +157,9 @@ class SupervisedSandbox(Generic[H]):
     async def versions(self) -> Mapping[str, str]:
         return await self._backend.versions()
 
+    async def packages(self) -> Mapping[str, Mapping[str, str]]:
+        return await self._backend.packages()
+
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         await asyncio.gather(*(pool.close() for pool in self.hosts.values()))

@@ -228,7 +228,9 @@ class Application:
 
     async def _learn_versions(self) -> None:
         versions = await self.sandbox.versions()
-        self._rules = replace(self._rules, catalog=self._rules.catalog.with_versions(versions))
+        packages = await self.sandbox.packages()
+        catalog = self._rules.catalog.with_versions(versions).with_packages(packages)
+        self._rules = replace(self._rules, catalog=catalog)
 
     async def _set_health(
         self, status: int, readiness: Mapping[str, str | None] | None = None

@@ -106,6 +106,10 @@ def runtime_messages(catalog: Catalog) -> list[pb.Runtime]:
             aliases=list(spec.aliases),
             file_name=spec.file_name,
             compiled=spec.compiled,
+            packages=[
+                pb.Package(name=name, version=version)
+                for name, version in sorted(spec.packages.items())
+            ],
         )
         for spec in catalog.specs()
     ]

@@ -24,9 +24,11 @@ from codebeaker.runtimes.docker.engine import AttachStream, Engine
 from codebeaker.runtimes.docker.host import READ_SIZE, DockerHost
 from codebeaker.runtimes.docker.labels import (
     OWNER_LABEL,
+    PACKAGES_LABEL,
     SESSION_LABEL,
     VERSION_LABEL,
     image_for,
+    packages_from_label,
 )
 from codebeaker.runtimes.docker.settings import DockerSettings
 from codebeaker.runtimes.errors import CodeBeakerError
@@ -102,6 +104,14 @@ class DockerBackend:
             with contextlib.suppress(Exception):
                 labels = await self._engine.image_labels(self._image(spec))
                 found[spec.id] = labels.get(VERSION_LABEL, "")
+        return found
+
+    async def packages(self) -> Mapping[str, Mapping[str, str]]:
+        found: dict[str, Mapping[str, str]] = {}
+        for spec in self._catalog.specs():
+            with contextlib.suppress(Exception):
+                labels = await self._engine.image_labels(self._image(spec))
+                found[spec.id] = packages_from_label(labels.get(PACKAGES_LABEL, ""))
         return found
 
     def _image(self, spec: LanguageSpec) -> str:

@@ -7,7 +7,12 @@ codebeaker.runtimes.docker.images build`; `make images`). `make run` and
 `make test` call it every time, so a re-run must be nearly free: each image
 carries a hash of its inputs (build context, build args, parent image IDs) in
 `INPUTS_LABEL` and is skipped while it matches. Language images also carry the
-runtime's version in `VERSION_LABEL`, which the server reads. Build tooling,
+runtime's version in `VERSION_LABEL` and, where the spec has a
+`packages_command`, the packages baked in with their versions in
+`PACKAGES_LABEL`; the server reads both. A Dockerfile that declares
+`ARG EXTRA_CA_CERTS` gets this host's own CA certificates (the PEM files
+under /usr/local/share/ca-certificates, Debian's place for them), so that a
+build step behind a TLS-intercepting proxy can reach a package registry. Build tooling,
 not the request path: it drives the `docker` CLI, so users see Docker's own
 messages and get Docker's build cache. It names images as the server does
 and reads the server's variables for that (CODEBEAKER_IMAGE_PREFIX,
@@ -19,6 +24,7 @@ CODEBEAKER_IMAGE_TAG), builds an operator's own languages too
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -37,6 +43,7 @@ from codebeaker.runtimes.docker.buildcontext import inputs_hash
 from codebeaker.runtimes.docker.labels import (
     IMAGE_PREFIX,
     INPUTS_LABEL,
+    PACKAGES_LABEL,
     VERSION_LABEL,
     ImageNames,
     image_for,
@@ -62,6 +69,10 @@ PULL_TIMEOUT = 20.0
 ENGINE_TIMEOUT = 15.0
 VERSION_TIMEOUT = 60.0
 TAIL_LINES = 40
+# The build arg that carries this host's CA certificates, for Dockerfiles that declare it.
+EXTRA_CA_ARG = "EXTRA_CA_CERTS"
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+_DECLARES_EXTRA_CA = re.compile(rf"^\s*ARG\s+{EXTRA_CA_ARG}\b", re.MULTILINE | re.IGNORECASE)
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
 
 # The mmdebstrap base: updates and security sources so rebuilds pick up fixes;
@@ -102,12 +113,14 @@ class Options:
 
 @dataclass(frozen=True)
 class Target:
-    """One image to build; an empty `version_command` means no version label."""
+    """One image to build; an empty `version_command` means no version label, an
+    empty `packages_command` no packages label."""
 
     image: str
     context: Path
     build_args: Mapping[str, str] = field(default_factory=dict)
     version_command: tuple[str, ...] = ()
+    packages_command: tuple[str, ...] = ()
 
 
 def add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -202,11 +215,19 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] = os.envir
     return options_from(build_parser(environ).parse_args(argv))
 
 
-def decide(labels: Mapping[str, str], digest: str, wants_version: bool, force: bool) -> Action:
-    """Skip a current image, only relabel one that lacks its version, else build."""
+def decide(
+    labels: Mapping[str, str],
+    digest: str,
+    wants_version: bool,
+    force: bool,
+    wants_packages: bool = False,
+) -> Action:
+    """Skip a current image, only relabel one that lacks its version or packages, else build."""
     if force or labels.get(INPUTS_LABEL) != digest:
         return "build"
     if wants_version and not labels.get(VERSION_LABEL):
+        return "label"
+    if wants_packages and PACKAGES_LABEL not in labels:
         return "label"
     return "skip"
 
@@ -220,6 +241,45 @@ def parse_version(output: str) -> str:
                 raise BuildError(f"implausible version string {version!r}")
             return version
     raise BuildError("the version command printed nothing")
+
+
+def parse_packages(output: str) -> str:
+    """A packages command's output, checked: one JSON object of package name to
+    version; returned as the label's value (compact JSON, sorted by name)."""
+    try:
+        found = json.loads(output)
+    except ValueError:
+        raise BuildError(f"the packages command printed no JSON: {tail(output, 3)!r}") from None
+    if not isinstance(found, dict):
+        raise BuildError(f"the packages command printed {type(found).__name__}, not an object")
+    for name, version in found.items():
+        if not isinstance(version, str):
+            raise BuildError(f"package {name!r}: the version {version!r} is not a string")
+        for text in (name, version):
+            if not text or len(text) > 64 or not text.isprintable():
+                raise BuildError(f"implausible package name or version {text!r}")
+    return json.dumps(found, sort_keys=True, separators=(",", ":"))
+
+
+def declares_extra_ca(dockerfile: Path) -> bool:
+    """Whether a Dockerfile takes this host's CA certificates (`ARG EXTRA_CA_CERTS`)."""
+    try:
+        return bool(_DECLARES_EXTRA_CA.search(dockerfile.read_text(errors="replace")))
+    except OSError:
+        return False
+
+
+def extra_ca_certs() -> str:
+    """This host's own CA certificates (PEM): every *.crt under LOCAL_CA_DIR, sorted."""
+    if not LOCAL_CA_DIR.is_dir():
+        return ""
+    found = []
+    for path in sorted(LOCAL_CA_DIR.rglob("*.crt")):
+        try:
+            found.append(path.read_text(errors="replace").strip())
+        except OSError:
+            continue
+    return "\n".join(text for text in found if text)
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -400,27 +460,44 @@ def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: 
     """Build `target` unless it is current; say what happened in one line."""
     digest = inputs_hash(target.context, target.build_args, parents)
     labels = docker.labels(target.image)
-    action = decide(labels, digest, bool(target.version_command), force)
+    wants_version, wants_packages = bool(target.version_command), bool(target.packages_command)
+    action = decide(labels, digest, wants_version, force, wants_packages)
     version = labels.get(VERSION_LABEL, "")
+    packages = labels.get(PACKAGES_LABEL, "")
     started = time.monotonic()
     previous = docker.image_id(target.image) if labels.get(INPUTS_LABEL) else None
     if action == "build":
         print(f"building {target.image} ...", file=sys.stderr, flush=True)
         docker.build(target, {INPUTS_LABEL: digest}, no_cache=force)
-    if action != "skip" and target.version_command:
-        unversioned = docker.image_id(target.image)
-        version = parse_version(docker.run_in(target.image, target.version_command))
-        # Same build, one more label: every step is cached, so this is instant.
-        docker.build(target, {INPUTS_LABEL: digest, VERSION_LABEL: version}, no_cache=False)
-        if unversioned not in (previous, docker.image_id(target.image)):
-            docker.remove(unversioned)
+    if action != "skip" and (wants_version or wants_packages):
+        unlabelled = docker.image_id(target.image)
+        facts = {INPUTS_LABEL: digest}
+        if wants_version:
+            version = parse_version(docker.run_in(target.image, target.version_command))
+            facts[VERSION_LABEL] = version
+        if wants_packages:
+            packages = parse_packages(docker.run_in(target.image, target.packages_command))
+            facts[PACKAGES_LABEL] = packages
+        # Same build, more labels: every step is cached, so this is instant.
+        docker.build(target, facts, no_cache=False)
+        if unlabelled not in (previous, docker.image_id(target.image)):
+            docker.remove(unlabelled)
     if previous and previous != docker.image_id(target.image):
         docker.remove(previous)  # an image this tool built, now replaced
-    shown = f" (version {version})" if version else ""
+    shown = _facts(version, packages)
     if action == "skip":
         return Outcome(target.image, False, f"{target.image}: up to date{shown}")
     line = f"{target.image}: built in {time.monotonic() - started:.1f} s{shown}"
     return Outcome(target.image, True, line)
+
+
+def _facts(version: str, packages: str) -> str:
+    """E.g. ` (version 3.11.2, 10 packages)`; empty when there is neither."""
+    facts = [f"version {version}"] if version else []
+    with contextlib.suppress(ValueError, TypeError):
+        if packages:
+            facts.append(f"{len(json.loads(packages))} packages")
+    return f" ({', '.join(facts)})" if facts else ""
 
 
 @dataclass
@@ -491,8 +568,10 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
         return tally
     for spec in specs:
         args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": supervisor_image}
+        if declares_extra_ca(spec.directory / "Dockerfile"):
+            args[EXTRA_CA_ARG] = extra_ca_certs()
         image = image_for(spec, options.images)
-        target = Target(image, spec.directory, args, spec.version_command)
+        target = Target(image, spec.directory, args, spec.version_command, spec.packages_command)
         try:
             if not (spec.directory / "Dockerfile").is_file():
                 raise BuildError(f"{spec.directory} has no Dockerfile")

@@ -6,6 +6,7 @@ all name images and read labels, and none of them should pull in the others.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,6 +31,9 @@ INPUTS_LABEL = "io.codebeaker.inputs"
 """Label on every image the builder makes: the hash of everything it was built from."""
 VERSION_LABEL = "io.codebeaker.version"
 """Label on every language image: the runtime's version as its `version_command` prints it."""
+PACKAGES_LABEL = "io.codebeaker.packages"
+"""Label on a language image whose spec has a `packages_command`: the packages baked into
+the image and their versions, as a JSON object of name to version (compact, sorted)."""
 
 OWNER_LABEL = "io.codebeaker.owner"
 """Label on every sandbox container: the server instance that owns it (orphan cleanup)."""
@@ -64,6 +68,18 @@ class ImageNames:
     @property
     def supervisor(self) -> str:
         return self.named(SUPERVISOR)
+
+
+def packages_from_label(value: str) -> dict[str, str]:
+    """The packages a `PACKAGES_LABEL` value names (name -> version); empty for an
+    absent or malformed label (an image built by hand, an older builder)."""
+    try:
+        found = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, str)}
 
 
 def image_for(spec: LanguageSpec, names: ImageNames = ImageNames()) -> str:

@@ -38,6 +38,7 @@ class FakeEngine:
     oldest: str
     runtimes: tuple[str, ...] = ("runc",)
     images: dict[str, str] = field(default_factory=dict)  # image name -> version label
+    packages: dict[str, str] = field(default_factory=dict)  # image name -> packages label
     seen: list[Seen] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -123,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"message": f"No such image: {name}"})
         else:
             labels = {"io.codebeaker.version": version}
+            if name in self.engine.packages:
+                labels["io.codebeaker.packages"] = self.engine.packages[name]
             self._json(200, {"Id": f"sha256:{name}", "Config": {"Labels": labels}})
 
     def _attach(self) -> None:

@@ -133,6 +133,9 @@ class FakeSandbox:
     async def versions(self) -> Mapping[str, str]:
         return {"python": "3.11.2", "javascript": "18.19.0"}
 
+    async def packages(self) -> Mapping[str, Mapping[str, str]]:
+        return {"python": {"numpy": "1.24.2", "pandas": "1.5.3"}, "javascript": {}}
+
     def pool_stats(self) -> Mapping[str, PoolStats]:
         return {"python": PoolStats(2, 1, 1, 0, 5, 2, 1)}
 

@@ -31,7 +31,14 @@ NOT_UTF8 = b"\xff\xfe\x00raw\x80\n"
 def default_runtimes() -> list[pb.Runtime]:
     return [
         pb.Runtime(
-            language="python", version="3.11.2", aliases=["py", "python3"], file_name="main.py"
+            language="python",
+            version="3.11.2",
+            aliases=["py", "python3"],
+            file_name="main.py",
+            packages=[
+                pb.Package(name="numpy", version="1.24.2"),
+                pb.Package(name="pandas", version="1.5.3"),
+            ],
         ),
         pb.Runtime(
             language="javascript", version="18.19.0", aliases=["js", "node"], file_name="main.js"

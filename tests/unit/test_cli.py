@@ -317,11 +317,21 @@ def test_runtimes_prints_a_table(fake: FakeServer) -> None:
     done = codebeaker("runtimes", "--address", fake.address)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().splitlines() == [
-        "LANGUAGE    VERSION  ALIASES      FILE      COMPILED",
+        "LANGUAGE    VERSION  ALIASES      FILE      COMPILED  PACKAGES",
         "c           12       gcc          main.c    yes",
         "cpp         12                    main.cpp  yes",
         "javascript  18.19.0  js, node     main.js   no",
-        "python      3.11.2   py, python3  main.py   no",
+        "python      3.11.2   py, python3  main.py   no        2",
+    ]
+
+
+def test_runtimes_packages_lists_each_package(fake: FakeServer) -> None:
+    done = codebeaker("runtimes", "--packages", "--address", fake.address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == [
+        "LANGUAGE  PACKAGE  VERSION",
+        "python    numpy    1.24.2",
+        "python    pandas   1.5.3",
     ]
 
 

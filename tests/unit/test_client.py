@@ -34,6 +34,7 @@ from codebeaker.client import (
     OutputFile,
     OutputFileStatus,
     OutputStream,
+    Package,
     PermissionDeniedError,
     ResourceExhaustedError,
     Runtime,
@@ -470,10 +471,12 @@ def test_an_event_this_sdk_does_not_know_is_skipped(fake: FakeServer, client: Cl
 
 
 def test_runtimes(client: Client) -> None:
+    numpy, pandas = Package("numpy", "1.24.2"), Package("pandas", "1.5.3")
     assert client.runtimes() == [
-        Runtime("python", "3.11.2", ("py", "python3"), "main.py", False),
+        Runtime("python", "3.11.2", ("py", "python3"), "main.py", False, (numpy, pandas)),
         Runtime("javascript", "18.19.0", ("js", "node"), "main.js", False),
     ]
+    assert client.runtimes()[0].package_versions == {"numpy": "1.24.2", "pandas": "1.5.3"}
 
 
 @pytest.mark.parametrize(("code", "error"), ERRORS)

@@ -212,6 +212,9 @@ async def test_docker_readiness_is_per_language(socket_dir: Path) -> None:
         assert "runtime image missing" in str(readiness["javascript"])
         assert "cb-javascript:t1" in str(readiness["javascript"])
         assert await backend.versions() == {"python": "3.11.2"}
+        assert await backend.packages() == {"python": {}}  # no label: none
+        fake.packages["cb-python:t1"] = '{"numpy":"1.24.2"}'
+        assert await backend.packages() == {"python": {"numpy": "1.24.2"}}
         fake.runtimes = ("runc", "runsc")
         fake.images["cb-c:t1"] = "12.2.0"
         assert (await backend.readiness())["c"] is None

@@ -31,15 +31,25 @@ from codebeaker.runtimes.docker.images import (
     add_images_command,
     build,
     decide,
+    declares_extra_ca,
+    extra_ca_certs,
     options_from,
     parse_args,
+    parse_packages,
     parse_version,
     resolve_base_image,
     run_build,
     select,
     tail,
 )
-from codebeaker.runtimes.docker.labels import INPUTS_LABEL, VERSION_LABEL, ImageNames, image_for
+from codebeaker.runtimes.docker.labels import (
+    INPUTS_LABEL,
+    PACKAGES_LABEL,
+    VERSION_LABEL,
+    ImageNames,
+    image_for,
+    packages_from_label,
+)
 
 ARGS = {"BASE_IMAGE": "debian:bookworm-slim", "SUPERVISOR_IMAGE": "codebeaker/supervisor"}
 PARENTS = ["sha256:base", "sha256:supervisor"]
@@ -174,6 +184,55 @@ def test_decide() -> None:
     assert decide({}, "h", wants_version=False, force=False) == "build"
     assert decide({INPUTS_LABEL: "h"}, "h", wants_version=True, force=False) == "label"
     assert decide({INPUTS_LABEL: "h"}, "h", wants_version=False, force=False) == "skip"
+
+
+def test_decide_relabels_an_image_that_lacks_its_packages() -> None:
+    current = {INPUTS_LABEL: "h", VERSION_LABEL: "3.11.2"}
+    assert decide(current, "h", True, False, wants_packages=True) == "label"
+    assert decide({**current, PACKAGES_LABEL: "{}"}, "h", True, False, wants_packages=True) == (
+        "skip"
+    )
+    assert decide(current, "h", True, False, wants_packages=False) == "skip"
+
+
+def test_parse_packages_is_one_json_object_of_names_to_versions() -> None:
+    assert parse_packages('{"pandas": "1.5.3", "numpy": "1.24.2"}\n') == (
+        '{"numpy":"1.24.2","pandas":"1.5.3"}'
+    )
+    assert parse_packages("{}") == "{}"
+    for bad in ("", "numpy 1.24.2", "[]", '{"numpy": 1}', '{"": "1"}', '{"x": "1\\n2"}'):
+        with pytest.raises(BuildError):
+            parse_packages(bad)
+    with pytest.raises(BuildError, match="implausible"):
+        parse_packages('{"numpy": "%s"}' % ("9" * 65))
+
+
+def test_a_packages_label_reads_back_and_a_broken_one_is_empty() -> None:
+    assert packages_from_label('{"numpy":"1.24.2"}') == {"numpy": "1.24.2"}
+    for broken in ("", "{", "[1]", '"x"'):
+        assert packages_from_label(broken) == {}
+    assert packages_from_label('{"a": "1", "b": 2}') == {"a": "1"}
+
+
+def test_extra_ca_certs_go_only_to_dockerfiles_that_declare_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    js = Catalog.load().resolve("js").directory / "Dockerfile"
+    py = Catalog.load().resolve("py").directory / "Dockerfile"
+    assert declares_extra_ca(js) and not declares_extra_ca(py)
+    assert not declares_extra_ca(tmp_path / "missing")
+    cas = tmp_path / "ca"
+    monkeypatch.setattr(images, "LOCAL_CA_DIR", cas)
+    assert extra_ca_certs() == ""
+    (cas / "sub").mkdir(parents=True)
+    (cas / "b.crt").write_text("-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n")
+    (cas / "sub" / "a.crt").write_text("A\n")
+    (cas / "c.pem").write_text("not a .crt: not taken\n")
+    assert extra_ca_certs() == "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\nA"
+    docker = FakeDocker()
+    assert build(Options(languages=("py", "js")), docker, Catalog.load()) == 0
+    assert docker.build_args["codebeaker/javascript"]["EXTRA_CA_CERTS"] == extra_ca_certs()
+    assert "EXTRA_CA_CERTS" not in docker.build_args["codebeaker/python"]
 
 
 def test_parse_version() -> None:
@@ -352,6 +411,8 @@ class FakeDocker(Docker):
         self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
 
     def run_in(self, image: str, command: Sequence[str]) -> str:
+        if any("json" in part.lower() for part in command):  # a packages_command
+            return '{"numpy": "1.24.2", "pandas": "1.5.3"}\n'
         return "1.0\n"
 
     def remove(self, image_id: str | None) -> None:
@@ -395,7 +456,12 @@ def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[st
     for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python"):
         assert f"building {image} ..." in captured.err
         assert re.search(f"^{image}: built in .* s", captured.out, re.M)
-    assert "codebeaker/python: built in" in captured.out and "(version 1.0)" in captured.out
+    assert "codebeaker/python: built in" in captured.out
+    assert "(version 1.0, 2 packages)" in captured.out
+    assert docker.labels("codebeaker/python")[PACKAGES_LABEL] == (
+        '{"numpy":"1.24.2","pandas":"1.5.3"}'
+    )
+    assert PACKAGES_LABEL not in docker.labels("codebeaker/c")
     # Nothing changed: nothing is built again.
     builds = len(docker.builds)
     assert build(options, docker, catalog) == 0

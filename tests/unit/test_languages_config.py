@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker.container import container_config
 from codebeaker.runtimes.docker.labels import ImageNames
 from codebeaker.runtimes.model import Limits
@@ -79,6 +80,7 @@ def test_a_languages_dir_adds_its_languages(tmp_path: Path) -> None:
         ("Lua", LUA.replace('id = "lua"', 'id = "Lua"'), "must be lowercase"),
         ("python", LUA.replace("lua", "python"), "the id 'python' is taken by the language in"),
         ("lua", LUA.replace('["lua5.4"]', '["py"]'), "the name 'py' is already claimed"),
+        ("lua", LUA + 'packages_command = "lua5.4 -l pkgs"\n', "packages_command must be a list"),
     ],
 )
 def test_a_broken_language_folder_is_refused_naming_folder_and_field(
@@ -89,6 +91,27 @@ def test_a_broken_language_folder_is_refused_naming_folder_and_field(
         CatalogConfig(languages_dir=str(tmp_path)).catalog()
     assert str(directory) in str(raised.value)
     assert problem in str(raised.value)
+
+
+def test_python_and_javascript_say_how_to_list_their_packages(tmp_path: Path) -> None:
+    catalog = Catalog.load()
+    assert catalog.resolve("python").packages_command[0] == "python3"
+    assert catalog.resolve("js").packages_command[0] == "node"
+    assert catalog.resolve("bash").packages_command == ()
+    language(tmp_path, "lua", LUA + 'packages_command = ["lua5.4", "pkgs.lua"]\n')
+    lua = CatalogConfig(languages_dir=str(tmp_path)).catalog().resolve("lua")
+    assert lua.packages_command == ("lua5.4", "pkgs.lua")
+
+
+def test_the_catalog_takes_the_packages_read_from_the_images() -> None:
+    catalog = Catalog.load().only(["python", "js", "c"])
+    found = catalog.with_packages({"python": {"numpy": "1.24.2"}, "javascript": {}})
+    assert dict(found.resolve("python").packages) == {"numpy": "1.24.2"}
+    assert dict(found.resolve("js").packages) == {}
+    assert dict(found.resolve("c").packages) == {}  # not read: kept as it was
+    assert dict(catalog.resolve("python").packages) == {}  # a copy: the original unchanged
+    again = found.with_versions({"python": "3.11.2"})
+    assert dict(again.resolve("python").packages) == {"numpy": "1.24.2"}
 
 
 def test_a_languages_dir_that_is_not_one_is_refused(tmp_path: Path) -> None:

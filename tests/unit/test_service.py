@@ -230,6 +230,9 @@ async def test_health_serving_when_sandbox_ready(running: Running) -> None:
     runtimes = await running.stub.ListRuntimes(pb.ListRuntimesRequest())
     versions = {r.language: r.version for r in runtimes.runtimes}
     assert (versions["python"], versions["javascript"]) == ("3.11.2", "18.19.0")
+    packages = {r.language: [(p.name, p.version) for p in r.packages] for r in runtimes.runtimes}
+    assert packages["python"] == [("numpy", "1.24.2"), ("pandas", "1.5.3")]  # sorted by name
+    assert packages["javascript"] == [] and packages["c"] == []
 
 
 async def test_health_not_serving_when_sandbox_unready(config: ServerConfig) -> None:

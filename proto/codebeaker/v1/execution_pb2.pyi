@@ -851,6 +851,7 @@ class Runtime(_message.Message):
     ALIASES_FIELD_NUMBER: _builtins.int
     FILE_NAME_FIELD_NUMBER: _builtins.int
     COMPILED_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
     language: _builtins.str
     """Canonical language id, e.g. "python"."""
     version: _builtins.str
@@ -862,6 +863,13 @@ class Runtime(_message.Message):
     def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Other names accepted in ExecutionSpec.language."""
 
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Package]:
+        """The packages baked into the runtime's image, by name, with the versions
+        recorded when the image was built (e.g. numpy for Python, lodash for
+        JavaScript); empty for a runtime that carries none.
+        """
+
     def __init__(
         self,
         *,
@@ -870,14 +878,41 @@ class Runtime(_message.Message):
         aliases: _abc.Iterable[_builtins.str] | None = ...,
         file_name: _builtins.str = ...,
         compiled: _builtins.bool = ...,
+        packages: _abc.Iterable[Global___Package] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "compiled", b"compiled", "file_name", b"file_name", "language", b"language", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "compiled", b"compiled", "file_name", b"file_name", "language", b"language", "packages", b"packages", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Runtime: _TypeAlias = Runtime  # noqa: Y015
+
+@_typing.final
+class Package(_message.Message):
+    """Package is one package a runtime carries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name programs import or install it by, e.g. "numpy", "lodash"."""
+    version: _builtins.str
+    """Its version, e.g. "1.24.2"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Package: _TypeAlias = Package  # noqa: Y015
 
 @_typing.final
 class ListRuntimesResponse(_message.Message):
