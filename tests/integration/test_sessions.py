@@ -398,6 +398,12 @@ def test_code_cells_keep_state_in_the_sandboxed_interpreter(sessions: Sessions) 
             crashed = session.run_code("import os\nos.kill(os.getpid(), 9)")
             assert crashed.signal == 9 and "fresh one" in crashed.message
             assert b"NameError" in session.run_code("uid").stderr
+            # The curated packages: a DataFrame's HTML, a matplotlib figure as a PNG.
+            frame = session.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+            assert frame.html is not None and "<table" in frame.html, frame
+            chart = session.run_code("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\n1")
+            assert chart.text == "1" and len(chart.images) == 1, chart
+            assert chart.images[0].startswith(b"\x89PNG\r\n\x1a\n")
             # A command and a cell share the session's files.
             session.write_files({"data.txt": "from a file\n"})
             assert session.run_code("open('data.txt').read()").text == "'from a file\\n'"
