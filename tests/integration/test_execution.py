@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from codebeaker.runtimes.catalog import Catalog
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 from tests.integration.conftest import (
@@ -149,10 +150,9 @@ def test_server_environment_does_not_reach_the_program(
     assert SERVER_SECRET.encode() not in result.stdout
     names = {line.split(b"=", 1)[0] for line in result.stdout.splitlines()}
     assert b"MINE" in names
-    assert names <= {b"PATH", b"HOME", b"TMPDIR", b"LANG", b"MINE", b"PWD"} | {
-        b"PYTHONUNBUFFERED",
-        b"PYTHONDONTWRITEBYTECODE",
-    }
+    language_env = {name.encode() for name in Catalog.load().resolve("python").env}
+    assert language_env >= {b"PYTHONUNBUFFERED", b"PYTHONDONTWRITEBYTECODE"}
+    assert names <= {b"PATH", b"HOME", b"TMPDIR", b"LANG", b"MINE", b"PWD"} | language_env
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
