@@ -28,6 +28,7 @@ from codebeaker.client._cli_report import judged_outcome, outcome, relay
 from codebeaker.client._cli_support import (
     EXIT_CANT_CREATE,
     CliError,
+    add_package_flag,
     parse_env,
     parse_seconds,
     parse_size,
@@ -103,6 +104,9 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_env,
         metavar="KEY=VALUE",
         help="an environment variable of the program",
+    )
+    add_package_flag(
+        parser, "a package to install from the server's allow-list (repeatable), e.g. tabulate"
     )
     limits = parser.add_argument_group("limits (default: the server's)")
     limits.add_argument("--wall-time", type=parse_seconds, metavar="S", help="wall-clock time")
@@ -219,6 +223,7 @@ def read_request(args: argparse.Namespace) -> ProgramRequest:
         output_files=list(args.outputs),
         test_cases=cases,
         version=args.language_version,
+        packages=dict(args.packages),
     )
     return ProgramRequest(program, options)
 

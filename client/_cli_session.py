@@ -20,7 +20,13 @@ from typing import TypeAlias
 from codebeaker.client import _cli_session_io
 from codebeaker.client._cli_connect import open_client
 from codebeaker.client._cli_session_io import name_of
-from codebeaker.client._cli_support import CliError, parse_env, parse_seconds, parse_size
+from codebeaker.client._cli_support import (
+    CliError,
+    add_package_flag,
+    parse_env,
+    parse_seconds,
+    parse_size,
+)
 from codebeaker.client.session_types import ExecInfo, SessionInfo, SessionState
 from codebeaker.client.types import Limits
 
@@ -63,6 +69,7 @@ def add_commands(subparsers: SubParsers, connection: argparse.ArgumentParser) ->
         "--max-output", type=parse_size, metavar="BYTES", help="cap on each of stdout and stderr"
     )
     _env_flag(create, "an environment variable of every command")
+    add_package_flag(create, "a package to install for it from the server's allow-list")
     _label_flag(create, "a label of the session (for list --label)")
     create.add_argument("--id", metavar="ID", help="its id (4-63 of a-z, 0-9, -; a letter first)")
     create.add_argument(
@@ -148,6 +155,7 @@ def create_session(args: argparse.Namespace) -> int:
                 cpus=args.cpus,
                 session_id=args.id,
                 request_id=args.request_id,
+                packages=dict(args.packages),
             )
         except ValueError as error:
             raise CliError(str(error)) from None
@@ -246,6 +254,7 @@ def as_json(info: SessionInfo) -> dict[str, JsonValue]:
         "cpus": info.cpus,
         "labels": _strings(info.labels),
         "env": _strings(info.env),
+        "packages": _strings(info.packages),
         "usage": None
         if usage is None
         else {

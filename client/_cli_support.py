@@ -146,6 +146,33 @@ def parse_env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def parse_package(text: str) -> tuple[str, str]:
+    """`NAME`, `NAME==1.2.3`, `NAME>=1.2,<2` or npm's `NAME@1.2.3`: (name, version)."""
+    text = text.strip()
+    cut = next((i for i, char in enumerate(text) if char in "=<>"), -1)
+    if cut < 0 and "@" in text[1:]:  # a scoped npm name starts with @ itself
+        name, _, version = text.rpartition("@")
+    elif cut >= 0:
+        name, version = text[:cut], text[cut:]
+    else:
+        name, version = text, ""
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME==VERSION, got {text!r}")
+    return name.strip(), version.strip()
+
+
+def add_package_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--package",
+        dest="packages",
+        action="append",
+        default=[],
+        type=parse_package,
+        metavar="NAME[==VERSION]",
+        help=help_text,
+    )
+
+
 def human_bytes(amount: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if amount >= size:

@@ -27,6 +27,7 @@ from codebeaker.client.types import (
     OutputFileStatus,
     OutputStream,
     Package,
+    Packages,
     Runtime,
     Source,
     Stage,
@@ -66,6 +67,7 @@ def build_spec(
     test_cases: Iterable[TestCase] = (),
     version: str | None = None,
     request_id: str | None = None,
+    packages: Packages = (),
 ) -> pb.ExecutionSpec:
     """The wire form of one program; the server validates its meaning."""
     for name, value in (("args", args), ("output_files", output_files)):
@@ -84,12 +86,22 @@ def build_spec(
         request_id=request_id or "",
         output_files=list(output_files),
         test_cases=[_test_case_to_proto(case) for case in test_cases],
+        packages=package_requests(packages),
     )
     if limits is not None:
         spec.limits.CopyFrom(limits_to_proto(limits))
     if compile_limits is not None:
         spec.compile_limits.CopyFrom(limits_to_proto(compile_limits))
     return spec
+
+
+def package_requests(packages: Packages) -> list[pb.PackageRequest]:
+    """`Packages` in their wire form."""
+    if isinstance(packages, str | bytes):
+        raise TypeError("packages must be a sequence of names (or a mapping), not a single string")
+    if isinstance(packages, Mapping):
+        return [pb.PackageRequest(name=n, version=v) for n, v in packages.items()]
+    return [pb.PackageRequest(name=name) for name in packages]
 
 
 def _outcome_fields(message: pb.ExecutionResult | pb.StageResult) -> dict[str, Any]:
@@ -168,6 +180,7 @@ def runtimes_from_proto(message: pb.ListRuntimesResponse) -> list[Runtime]:
             file_name=runtime.file_name,
             compiled=runtime.compiled,
             packages=tuple(Package(p.name, p.version) for p in runtime.packages),
+            installable={p.name: p.version for p in runtime.installable},
         )
         for runtime in message.runtimes
     ]

@@ -24,6 +24,7 @@ from codebeaker.client._convert import (
     duration,
     limits_from_proto,
     limits_to_proto,
+    package_requests,
     result_from_proto,
     seconds,
 )
@@ -46,7 +47,7 @@ from codebeaker.client.session_types import (
     SessionState,
     SessionUsage,
 )
-from codebeaker.client.types import Limits, OutputStream
+from codebeaker.client.types import Limits, OutputStream, Packages
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import session_pb2 as spb
 
@@ -85,6 +86,7 @@ def create_request(
     cpus: float | None = None,
     session_id: str | None = None,
     request_id: str | None = None,
+    packages: Packages = (),
 ) -> spb.CreateSessionRequest:
     """The wire form of a new session; the server validates its meaning."""
     if not language:
@@ -100,6 +102,7 @@ def create_request(
         labels=dict(labels or {}),
         disk_bytes=disk_bytes or 0,
         cpus=cpus or 0.0,
+        packages=package_requests(packages),
     )
     if limits is not None:
         session.limits.CopyFrom(limits_to_proto(limits))
@@ -241,6 +244,7 @@ def info_from_proto(message: spb.Session) -> SessionInfo:
         env=dict(message.env),
         usage=_usage(message.usage) if message.HasField("usage") else None,
         exec_count=message.exec_count,
+        packages={p.name: p.version for p in message.packages},
         create_time=_at(message.HasField("create_time"), message.create_time),
         update_time=_at(message.HasField("update_time"), message.update_time),
         last_activity_time=_at(message.HasField("last_activity_time"), message.last_activity_time),

@@ -45,6 +45,7 @@ from codebeaker.client.types import (
     Finished,
     Limits,
     OperationState,
+    Packages,
     Runtime,
     Source,
     StreamEvent,
@@ -204,7 +205,7 @@ class AsyncClient:
 
         `options` describe the program (`ExecutionOptions`: files, entrypoint,
         stdin, args, env, limits, compile_limits, output_files, test_cases,
-        version, request_id); `timeout` is this call's deadline in seconds.
+        version, request_id, packages); `timeout` is this call's deadline in seconds.
         """
         spec = build_spec(language, source, **options)
         # Cancelling the awaiting task cancels the grpc.aio call with it.
@@ -317,6 +318,7 @@ class AsyncClient:
         cpus: float | None = None,
         session_id: str | None = None,
         request_id: str | None = None,
+        packages: Packages = (),
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> AsyncSession:
         """Start a session (the arguments of `Client.create_session`)."""
@@ -332,6 +334,7 @@ class AsyncClient:
             cpus=cpus,
             session_id=session_id,
             request_id=request_id,
+            packages=packages,
         )
         stub = self._sessions.stub
         message = await self._sessions.unary("CreateSession", stub.CreateSession, request, timeout)

@@ -120,6 +120,8 @@ class SessionInfo:
     env: Mapping[str, str] = field(default_factory=dict, hash=False)
     usage: SessionUsage | None = None
     exec_count: int = 0
+    packages: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Installed for it: each package asked for -> the version installed."""
     create_time: datetime | None = None
     update_time: datetime | None = None
     last_activity_time: datetime | None = None
@@ -130,6 +132,7 @@ class SessionInfo:
         # Read-only views: the value is frozen, its mappings too.
         object.__setattr__(self, "labels", _frozen(self.labels))
         object.__setattr__(self, "env", _frozen(self.env))
+        object.__setattr__(self, "packages", _frozen(self.packages))
 
     @property
     def id(self) -> str:

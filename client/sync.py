@@ -46,6 +46,7 @@ from codebeaker.client.types import (
     Finished,
     Limits,
     OperationState,
+    Packages,
     Runtime,
     Source,
     StreamEvent,
@@ -205,7 +206,7 @@ class Client:
 
         `options` describe the program (`ExecutionOptions`: files, entrypoint,
         stdin, args, env, limits, compile_limits, output_files, test_cases,
-        version, request_id); `timeout` is this call's deadline in seconds.
+        version, request_id, packages); `timeout` is this call's deadline in seconds.
         """
         spec = build_spec(language, source, **options)
         with traced_call("Execute", self.address) as call:
@@ -320,6 +321,7 @@ class Client:
         cpus: float | None = None,
         session_id: str | None = None,
         request_id: str | None = None,
+        packages: Packages = (),
         timeout: float | None = None,
     ) -> Session:
         """Start a session: a sandbox that keeps its files and processes between calls.
@@ -331,7 +333,8 @@ class Client:
         all; `disk_bytes` sizes its working directory, `cpus` caps its CPU. None
         (or 0) means the server's default. `session_id` picks its id (4-63 of
         a-z, 0-9 and -, starting with a letter); `request_id` makes the create
-        idempotent (the same key returns the same session).
+        idempotent (the same key returns the same session). `packages` are
+        installed for it from the server's allow-list (see `Packages`).
         """
         request = create_request(
             language,
@@ -345,6 +348,7 @@ class Client:
             cpus=cpus,
             session_id=session_id,
             request_id=request_id,
+            packages=packages,
         )
         stub = self._sessions.stub
         message = self._sessions.unary("CreateSession", stub.CreateSession, request, timeout)

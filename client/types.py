@@ -298,6 +298,8 @@ class Runtime:
     file_name: str = ""
     compiled: bool = False
     packages: tuple[Package, ...] = field(default_factory=tuple)
+    # What a request may ask for (`packages=`): name -> the versions allowed ("" for any).
+    installable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def package_versions(self) -> dict[str, str]:
@@ -310,6 +312,10 @@ Source = str | bytes
 
 Files = Sequence[File] | Mapping[str, bytes | str]
 """Files of a multi-file program: `File`s, or a mapping of path to content."""
+
+Packages = Iterable[str] | Mapping[str, str]
+"""Packages to install from the server's allow-list: names (the newest allowed), or
+name -> version ("1.2.3", or a range: ">=1.2, <2")."""
 
 
 class ExecutionOptions(TypedDict, total=False):
@@ -334,6 +340,8 @@ class ExecutionOptions(TypedDict, total=False):
     """Compile once, then run once per case; see `ExecutionResult.test_cases`."""
     version: str | None
     request_id: str | None
+    packages: Packages
+    """Installed for this run from the server's allow-list (see `Packages`)."""
 
 
 class OperationState(enum.StrEnum):

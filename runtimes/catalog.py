@@ -56,10 +56,24 @@ class LanguageSpec:
     version: str = ""
     packages_command: tuple[str, ...] = ()
     packages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Request-time packages: the installer kind ("pip", "npm"; empty: none) and the
+    # variables that point the runtime at a mounted package set.
+    installer: str = ""
+    installer_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Filled in for one request: the package set mounted read-only at PACKAGES_MOUNT
+    # (its cache key and its folder on the host).
+    package_set: str = ""
+    package_dir: str = ""
 
     @property
     def compiled(self) -> bool:
         return bool(self.compile)
+
+    def with_package_set(self, key: str, directory: str) -> LanguageSpec:
+        """This spec for one request whose package set (cache key, host folder) is
+        mounted: the installer's variables on top of the language's."""
+        env = MappingProxyType({**self.env, **self.installer_env})
+        return replace(self, env=env, package_set=key, package_dir=directory)
 
     def command(self, entrypoint: str, args: Iterable[str]) -> tuple[str, ...]:
         """The argv that runs `entrypoint` with the caller's `args`."""
@@ -109,6 +123,7 @@ def load_spec(directory: Path) -> LanguageSpec:
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"{path}: {error}") from error
     try:
+        installer, installer_env = _installer(raw.get("installer", {}))
         spec = LanguageSpec(
             id=_text(raw, "id"),
             name=_text(raw, "name"),
@@ -121,6 +136,8 @@ def load_spec(directory: Path) -> LanguageSpec:
             sources=tuple(_texts(raw, "sources")),
             env=MappingProxyType({str(k): str(v) for k, v in raw.get("env", {}).items()}),
             directory=directory,
+            installer=installer,
+            installer_env=installer_env,
         )
     except KeyError as error:
         raise ValueError(f"{path}: the field {error.args[0]} is missing") from error
@@ -130,6 +147,24 @@ def load_spec(directory: Path) -> LanguageSpec:
     if problem:
         raise ValueError(f"{path}: {problem}")
     return spec
+
+
+INSTALLER_KINDS = ("pip", "npm")
+
+
+def _installer(raw: object) -> tuple[str, Mapping[str, str]]:
+    """The `[installer]` table: `kind` and its `env` (see `packages.requirements`)."""
+    if not isinstance(raw, dict):
+        raise TypeError("the field installer must be a table")
+    if not raw:
+        return "", MappingProxyType({})
+    kind = raw.get("kind")
+    if kind not in INSTALLER_KINDS:
+        raise TypeError(f"the field installer.kind must be one of {', '.join(INSTALLER_KINDS)}")
+    env = raw.get("env", {})
+    if not isinstance(env, dict) or not env:
+        raise TypeError("the field installer.env must name the variables that find packages")
+    return str(kind), MappingProxyType({str(k): str(v) for k, v in env.items()})
 
 
 def _inconsistency(spec: LanguageSpec) -> str | None:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from codebeaker.runtimes.catalog import LanguageSpec
 
 WORKDIR = "/workspace"
+# Where a request's package set is mounted, read-only (`[installer]` in spec.toml).
+PACKAGES_MOUNT = "/opt/codebeaker/packages"
 SANDBOX_UID = 65534
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

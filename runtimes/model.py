@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from codebeaker.runtimes.catalog import LanguageSpec
+from codebeaker.runtimes.packages.requirements import Requirement
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Job:
     compile_limits: Limits | None = None
     output_files: OutputFiles = NO_OUTPUT_FILES
     test_cases: tuple[TestCase, ...] = ()
+    # Request-time packages, allowed and merged with the allow-list's ranges.
+    packages: tuple[Requirement, ...] = ()
 
     def argv(self) -> tuple[str, ...]:
         return self.language.command(self.entrypoint, self.args)

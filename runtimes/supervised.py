@@ -85,8 +85,9 @@ HostKind = tuple[str, int, int]  # language id, memory bytes, processes
 
 def host_kind(job: Job) -> HostKind | None:
     """Which reusable hosts can serve `job`, or None if only a single-use one can
-    (a compile with a memory limit of its own resizes its host mid-request)."""
-    if host_limits(job) is not job.limits:
+    (a compile with a memory limit of its own resizes its host mid-request; a
+    request's package set is mounted into its own sandbox)."""
+    if host_limits(job) is not job.limits or job.language.package_dir:
         return None
     return (job.language.id, *_fixed_at_start(job.limits))
 
@@ -284,7 +285,7 @@ class SupervisedSandbox(Generic[H]):
             return Reusable(host, frames, launch.origin)
 
     async def _acquire(self, job: Job) -> Launched[H]:
-        pool = self.pools.get(job.language.id)
+        pool = None if job.language.package_dir else self.pools.get(job.language.id)
         limits = host_limits(job)
         if pool and _fixed_at_start(limits) == _fixed_at_start(self._pool_limits):
             with phase("acquire", **job_attributes(job)) as acquiring:

@@ -32,6 +32,7 @@ from grpc_reflection.v1alpha import reflection
 
 from codebeaker.runtimes import telemetry
 from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.packages.cache import Installer
 from codebeaker.runtimes.sandbox import Sandbox, unready_reason
 from codebeaker.runtimes.sessions.backend import SessionBackend
 from codebeaker.server import transport
@@ -72,6 +73,7 @@ class Application:
         sandbox: Sandbox,
         catalog: Catalog,
         session_backend: SessionBackend | None = None,
+        installer: Installer | None = None,
     ) -> None:
         self.config = config
         self.sandbox = sandbox
@@ -88,6 +90,7 @@ class Application:
             fixed_memory_languages=frozenset(
                 spec.id for spec in catalog.specs() if not sandbox.memory_resizable(spec.id)
             ),
+            allowlist=config.packages.allowlist(catalog),
         )
         service = config.service
         self.admission = Admission(service.max_concurrency, service.admission_wait)
@@ -112,10 +115,20 @@ class Application:
                 *transport.server_options(config),
             ],
         )
-        executions = Executions(
-            sandbox, self.admission, ExecutionReporter(self.metrics).report, self.access.tenancy
-        )
         state_dir = config.state.directory()
+        # Request-time packages need an installer (the real backend has one).
+        self.packages = (
+            config.packages.cache(installer, state_dir, self.metrics.registry)
+            if installer is not None
+            else None
+        )
+        executions = Executions(
+            sandbox,
+            self.admission,
+            ExecutionReporter(self.metrics).report,
+            self.access.tenancy,
+            self.packages,
+        )
         self.queue = Queue(
             config.queue,
             state_dir,
@@ -146,6 +159,8 @@ class Application:
                 file_caps=(limits.output_file_cap, limits.output_files_cap),
                 registry=self.metrics.registry,
                 tenancy=self.access.tenancy,
+                allowlist=self._rules.allowlist,
+                packages=self.packages,
             )
             session_pb2_grpc.add_SessionServiceServicer_to_server(
                 self.sessions.servicer, self.server
@@ -284,9 +299,10 @@ async def serve(
     sandbox: Sandbox,
     catalog: Catalog,
     session_backend: SessionBackend | None = None,
+    installer: Installer | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return."""
-    app = Application(config, sandbox, catalog, session_backend)
+    app = Application(config, sandbox, catalog, session_backend, installer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

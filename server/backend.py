@@ -19,8 +19,10 @@ from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.docker import DockerBackend, DockerSettings
 from codebeaker.runtimes.docker.connection import EngineTLS
 from codebeaker.runtimes.docker.images import add_images_command
+from codebeaker.runtimes.docker.installer import DockerInstaller, Indexes
 from codebeaker.runtimes.docker.labels import IMAGE_PREFIX, ImageNames
 from codebeaker.runtimes.docker.sessions import DockerSessions as Sessions
+from codebeaker.runtimes.packages.cache import Installer
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.runtimes.supervised import SupervisedSandbox
 from codebeaker.server.options import SIZE, language_ids, parse_assignments, setting
@@ -74,15 +76,27 @@ class BackendConfig:
         return settings
 
 
+@dataclass(frozen=True)
+class Backends:
+    """What the server runs on: one-shot sandboxes, sessions, the package installer."""
+
+    sandbox: Sandbox
+    sessions: Sessions
+    installer: Installer
+
+
 def build_sandbox(config: ServerConfig, catalog: Catalog) -> Sandbox:
     """The server's sandbox: pools and supervision over the configured backend."""
-    return build_backends(config, catalog)[0]
+    return build_backends(config, catalog).sandbox
 
 
-def build_backends(config: ServerConfig, catalog: Catalog) -> tuple[Sandbox, Sessions]:
-    """The sandbox for one-shot runs and the session backend, over one engine."""
+def build_backends(config: ServerConfig, catalog: Catalog) -> Backends:
+    """The sandbox for one-shot runs, the session backend and the installer, over one engine."""
     backend = DockerBackend(catalog, config.backend.settings(catalog))
-    return _sandbox(config, catalog, backend), Sessions(backend)
+    packages = config.packages
+    indexes = Indexes(pypi=packages.package_index, npm=packages.npm_registry)
+    installer = DockerInstaller(backend.engine, backend.settings, indexes)
+    return Backends(_sandbox(config, catalog, backend), Sessions(backend), installer)
 
 
 def _sandbox(config: ServerConfig, catalog: Catalog, backend: DockerBackend) -> Sandbox:

@@ -92,11 +92,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logs.configure(config.service.log_level, config.service.log_format)
     catalog = config.catalog.catalog()  # build_config built it once: it loads
-    sandbox, sessions = build_backends(config, catalog)  # build_config checked its settings
+    backends = build_backends(config, catalog)  # build_config checked its settings
     if provider is not None:
         trace.set_tracer_provider(provider)
     try:
-        asyncio.run(serve(config, sandbox, catalog, sessions))
+        asyncio.run(serve(config, backends.sandbox, catalog, backends.sessions, backends.installer))
     except OSError as error:
         print(f"codebeaker serve: {error}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ from codebeaker.server.backend import BackendConfig
 from codebeaker.server.languages import CatalogConfig
 from codebeaker.server.operations.config import QueueConfig, StateConfig
 from codebeaker.server.options import SIZE, language_ids, parse_size, setting, split_host_port
+from codebeaker.server.packages import PackagesConfig
 from codebeaker.server.sessions.config import SessionConfig
 from codebeaker.server.tenancy import AccessConfig
 
@@ -177,6 +178,7 @@ class ServerConfig:
     state: StateConfig = field(default_factory=StateConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     sessions: SessionConfig = field(default_factory=SessionConfig)
+    packages: PackagesConfig = field(default_factory=PackagesConfig)
 
     def with_values(self, **values: Any) -> ServerConfig:
         """A copy with the named settings changed, whichever section holds them."""
@@ -263,6 +265,7 @@ def check(config: ServerConfig, catalog: Catalog) -> None:
     config.access.check()  # the tenants file reads, and every tenant in it is valid
     config.queue.check()
     config.sessions.check()
+    config.packages.check(catalog)
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
 
-from codebeaker.runtimes.errors import SandboxFailure
+from codebeaker.runtimes.errors import FailedPrecondition, Reason, SandboxFailure
 from codebeaker.runtimes.model import (
     COMPILE_STAGE,
     Event,
@@ -34,6 +34,7 @@ from codebeaker.runtimes.model import (
     Stream,
     Verdict,
 )
+from codebeaker.runtimes.packages.cache import PackageCache
 from codebeaker.runtimes.sandbox import Sandbox
 from codebeaker.runtimes.telemetry import durations
 from codebeaker.server import caller
@@ -65,11 +66,13 @@ class Executions:
         admission: Admission,
         report: Callable[[ExecutionRecord], None],
         tenancy: Tenancy | None = None,
+        packages: PackageCache | None = None,
     ) -> None:
         self._sandbox = sandbox
         self._admission = admission
         self._report = report
         self._tenancy = tenancy
+        self._packages = packages
 
     async def events(self, job: Job) -> AsyncGenerator[Event, None]:
         """The sandbox's events under the tenant's and an admission slot; reported once,
@@ -86,9 +89,9 @@ class Executions:
             try:
                 if tenant is not None and self._tenancy is not None:
                     lease = self._tenancy.admit_execution(tenant)
-                async with self._admission.slot():
+                async with self._mounted(job) as run, self._admission.slot():
                     admitted = time.perf_counter()
-                    async with contextlib.aclosing(self._sandbox.execute(job)) as events:
+                    async with contextlib.aclosing(self._sandbox.execute(run)) as events:
                         async for event in events:
                             if isinstance(event, Finished):
                                 outcome = event.outcome
@@ -114,6 +117,19 @@ class Executions:
                         tenant.name if tenant is not None else "",
                     )
                 )
+
+    @contextlib.asynccontextmanager
+    async def _mounted(self, job: Job) -> AsyncIterator[Job]:
+        """`job` with its package set installed (or found) and mounted, while it runs."""
+        if not job.packages:
+            yield job
+            return
+        if self._packages is None:
+            raise FailedPrecondition(
+                "this server installs no packages", reason=Reason.PACKAGE_INSTALL_FAILED
+            )
+        async with self._packages.mounted(job.language, job.packages) as language:
+            yield replace(job, language=language)
 
     async def collect(self, job: Job) -> Collected:
         """Every stage's output, each stream capped, all of it within the response budget."""

@@ -11,7 +11,7 @@ import posixpath
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from google.protobuf.duration_pb2 import Duration
@@ -20,6 +20,7 @@ from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.errors import InvalidRequest, Reason
 from codebeaker.runtimes.limits import LimitPolicy, RequestedLimits
 from codebeaker.runtimes.model import Comparison, Job, Limits, OutputFiles, SourceFile, TestCase
+from codebeaker.runtimes.packages.allowlist import Allowlist, Asked
 from codebeaker.v1 import execution_pb2 as pb
 
 MAX_ARGS = 256
@@ -51,6 +52,7 @@ class RequestRules:
     # Languages whose sandbox cannot change its memory limit once started
     # (gVisor): their compile shares the run's memory limit.
     fixed_memory_languages: frozenset[str] = frozenset()
+    allowlist: Allowlist = field(default_factory=Allowlist)
 
 
 def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
@@ -84,7 +86,12 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
         else None,
         output_files=_output_files(spec.output_files, rules),
         test_cases=_test_cases(spec, rules),
+        packages=rules.allowlist.check(language, asked_packages(spec.packages), "spec.packages"),
     )
+
+
+def asked_packages(packages: Sequence[pb.PackageRequest]) -> list[Asked]:
+    return [Asked(p.name, p.version) for p in packages]
 
 
 def _compile_limits(

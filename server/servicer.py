@@ -15,6 +15,7 @@ from grpc import aio
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.errors import FailedPrecondition
 from codebeaker.runtimes.model import Finished, Output, StageFinished, Started
+from codebeaker.runtimes.packages.allowlist import Allowlist
 from codebeaker.server.executions import Executions
 from codebeaker.server.requests import RequestRules, build_job
 from codebeaker.server.responses import output_chunks, result_message, stage_message
@@ -86,7 +87,8 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         request: pb.ListRuntimesRequest,
         context: aio.ServicerContext[pb.ListRuntimesRequest, pb.ListRuntimesResponse],
     ) -> pb.ListRuntimesResponse:
-        return pb.ListRuntimesResponse(runtimes=runtime_messages(self._rules().catalog))
+        rules = self._rules()
+        return pb.ListRuntimesResponse(runtimes=runtime_messages(rules.catalog, rules.allowlist))
 
     async def SubmitExecution(
         self,
@@ -98,7 +100,8 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
         return await self._submit(request)
 
 
-def runtime_messages(catalog: Catalog) -> list[pb.Runtime]:
+def runtime_messages(catalog: Catalog, allowlist: Allowlist | None = None) -> list[pb.Runtime]:
+    allowlist = allowlist or Allowlist()
     return [
         pb.Runtime(
             language=spec.id,
@@ -109,6 +112,10 @@ def runtime_messages(catalog: Catalog) -> list[pb.Runtime]:
             packages=[
                 pb.Package(name=name, version=version)
                 for name, version in sorted(spec.packages.items())
+            ],
+            installable=[
+                pb.PackageRequest(name=name, version=", ".join(str(c) for c in constraints))
+                for name, constraints in sorted(allowlist.allowed(spec.id).items())
             ],
         )
         for spec in catalog.specs()

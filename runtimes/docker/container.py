@@ -16,11 +16,12 @@ from codebeaker.runtimes.docker.labels import (
     EXECUTION_LABEL,
     LANGUAGE_LABEL,
     OWNER_LABEL,
+    PACKAGE_SET_LABEL,
     SESSION_LABEL,
     image_for,
 )
 from codebeaker.runtimes.docker.settings import GVISOR, DockerSettings
-from codebeaker.runtimes.layout import BASE_ENV, SANDBOX_UID, WORKDIR
+from codebeaker.runtimes.layout import BASE_ENV, PACKAGES_MOUNT, SANDBOX_UID, WORKDIR
 from codebeaker.runtimes.model import Limits
 from codebeaker.runtimes.sessions.backend import SessionLimits
 
@@ -92,6 +93,16 @@ def container_config(
         ]
         if runtime != GVISOR:
             host_config.update(_host_mode_options())
+    labels = {
+        OWNER_LABEL: settings.instance,
+        EXECUTION_LABEL: execution_id,
+        LANGUAGE_LABEL: spec.id,
+    }
+    if spec.package_dir:  # a request's packages, read-only (set-id bits stripped by the cache)
+        host_config["Mounts"] = [
+            {"Type": "bind", "Source": spec.package_dir, "Target": PACKAGES_MOUNT, "ReadOnly": True}
+        ]
+        labels[PACKAGE_SET_LABEL] = spec.package_set
     return {
         "Image": image_for(spec, settings.images),
         "Cmd": command,
@@ -105,11 +116,7 @@ def container_config(
         "StdinOnce": True,
         "Tty": False,
         "NetworkDisabled": True,
-        "Labels": {
-            OWNER_LABEL: settings.instance,
-            EXECUTION_LABEL: execution_id,
-            LANGUAGE_LABEL: spec.id,
-        },
+        "Labels": labels,
         "HostConfig": host_config,
     }
 

@@ -292,6 +292,10 @@ class Engine:
                 with contextlib.suppress(Exception):
                     stream.close()  # type: ignore[attr-defined]
 
+    async def image_id(self, image: str) -> str:
+        info = await self._call(lambda api: api.inspect_image(image))  # type: ignore[no-untyped-call]
+        return str(info["Id"])
+
     async def image_labels(self, image: str) -> Mapping[str, str]:
         info = await self._call(lambda api: api.inspect_image(image))  # type: ignore[no-untyped-call]
         labels = (info.get("Config") or {}).get("Labels") or {}

@@ -9,7 +9,9 @@ carries a hash of its inputs (build context, build args, parent image IDs) in
 `INPUTS_LABEL` and is skipped while it matches. Language images also carry the
 runtime's version in `VERSION_LABEL` and, where the spec has a
 `packages_command`, the packages baked in with their versions in
-`PACKAGES_LABEL`; the server reads both. A Dockerfile that declares
+`PACKAGES_LABEL`; the server reads both. A language with an `[installer]`
+also gets `codebeaker/<id>-installer`, its Dockerfile's `installer` stage: the
+trusted step that installs request-time packages. A Dockerfile that declares
 `ARG EXTRA_CA_CERTS` gets this host's own CA certificates (the PEM files
 under /usr/local/share/ca-certificates, Debian's place for them), so that a
 build step behind a TLS-intercepting proxy can reach a package registry. Build tooling,
@@ -43,10 +45,12 @@ from codebeaker.runtimes.docker.buildcontext import inputs_hash
 from codebeaker.runtimes.docker.labels import (
     IMAGE_PREFIX,
     INPUTS_LABEL,
+    INSTALLER_STAGE,
     PACKAGES_LABEL,
     VERSION_LABEL,
     ImageNames,
     image_for,
+    installer_image_for,
 )
 from codebeaker.runtimes.errors import UnknownLanguage
 
@@ -121,6 +125,7 @@ class Target:
     build_args: Mapping[str, str] = field(default_factory=dict)
     version_command: tuple[str, ...] = ()
     packages_command: tuple[str, ...] = ()
+    stage: str = ""  # a build stage of the Dockerfile (--target); empty: the last one
 
 
 def add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -382,6 +387,7 @@ class Docker:
         args += [f"--build-arg={k}={v}" for k, v in sorted(target.build_args.items())]
         args += [f"--label={k}={v}" for k, v in sorted(labels.items())]
         args += ["--no-cache"] if no_cache else []
+        args += ["--target", target.stage] if target.stage else []
         done = self.run([*args, str(target.context)], stream=self.verbose)
         if done.returncode != 0:
             shown = "" if self.verbose else f"; last lines of its output:\n{tail(done.stdout)}"
@@ -458,7 +464,8 @@ class Outcome:
 
 def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: bool) -> Outcome:
     """Build `target` unless it is current; say what happened in one line."""
-    digest = inputs_hash(target.context, target.build_args, parents)
+    stage = {"--target": target.stage} if target.stage else {}
+    digest = inputs_hash(target.context, {**target.build_args, **stage}, parents)
     labels = docker.labels(target.image)
     wants_version, wants_packages = bool(target.version_command), bool(target.packages_command)
     action = decide(labels, digest, wants_version, force, wants_packages)
@@ -571,15 +578,19 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
         if declares_extra_ca(spec.directory / "Dockerfile"):
             args[EXTRA_CA_ARG] = extra_ca_certs()
         image = image_for(spec, options.images)
-        target = Target(image, spec.directory, args, spec.version_command, spec.packages_command)
-        try:
-            if not (spec.directory / "Dockerfile").is_file():
-                raise BuildError(f"{spec.directory} has no Dockerfile")
-            tally.add(_ensure(docker, target, [base_id, supervisor_id], options))
-        except BuildError as error:
-            # One broken language must not hold back the others.
-            print(f"{target.image}: FAILED: {error}", file=sys.stderr, flush=True)
-            tally.failed.append(target.image)
+        targets = [Target(image, spec.directory, args, spec.version_command, spec.packages_command)]
+        if spec.installer:
+            installer = installer_image_for(spec, options.images)
+            targets.append(Target(installer, spec.directory, args, stage=INSTALLER_STAGE))
+        for target in targets:
+            try:
+                if not (spec.directory / "Dockerfile").is_file():
+                    raise BuildError(f"{spec.directory} has no Dockerfile")
+                tally.add(_ensure(docker, target, [base_id, supervisor_id], options))
+            except BuildError as error:
+                # One broken language must not hold back the others.
+                print(f"{target.image}: FAILED: {error}", file=sys.stderr, flush=True)
+                tally.failed.append(target.image)
     return tally
 
 

@@ -43,6 +43,13 @@ LANGUAGE_LABEL = "io.codebeaker.language"
 """Label on a sandbox container: the language id of its image."""
 SESSION_LABEL = "io.codebeaker.session"
 """Label on a session's container: the session's id (DESIGN.md § SessionService)."""
+PACKAGE_SET_LABEL = "io.codebeaker.package-set"
+"""Label on a sandbox container with request-time packages: the cache key of the
+set mounted in it (the cache never evicts a set a container still mounts)."""
+INSTALLER_LABEL = "io.codebeaker.installer"
+"""Label on an installer container: the language whose packages it installs."""
+INSTALLER_STAGE = "installer"
+"""The build stage of a language's Dockerfile that is its trusted package installer."""
 
 
 @dataclass(frozen=True)
@@ -85,3 +92,9 @@ def packages_from_label(value: str) -> dict[str, str]:
 def image_for(spec: LanguageSpec, names: ImageNames = ImageNames()) -> str:
     """The image a language runs in: `codebeaker/<id>` unless named otherwise."""
     return names.named(spec.id)
+
+
+def installer_image_for(spec: LanguageSpec, names: ImageNames = ImageNames()) -> str:
+    """The image that installs a language's request-time packages: its Dockerfile's
+    `installer` stage, `codebeaker/<id>-installer`."""
+    return names.named(f"{spec.id}-{INSTALLER_STAGE}")

@@ -95,6 +95,7 @@ def session_message(record: SessionRecord, usage: Usage | None = None) -> spb.Se
         disk_bytes=record.sandbox.disk_bytes,
         cpus=record.sandbox.cpus,
         exec_count=record.exec_count,
+        packages=[pb.PackageRequest(name=n, version=v) for n, v in sorted(record.packages.items())],
     )
     if usage is not None and usage.sample_time:
         message.usage.CopyFrom(

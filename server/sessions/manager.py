@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -34,6 +34,8 @@ from codebeaker.runtimes.errors import (
 )
 from codebeaker.runtimes.layout import program_env
 from codebeaker.runtimes.model import Limits, Output, OutputFile, OutputFiles, SourceFile, Stream
+from codebeaker.runtimes.packages.cache import PackageCache
+from codebeaker.runtimes.packages.requirements import Requirement
 from codebeaker.runtimes.sessions.agent import (
     AgentExec,
     AgentLink,
@@ -78,6 +80,7 @@ class CreateAsk:
     session_id: str = ""
     request_id: str = ""
     tenant: str = ""
+    packages: tuple[Requirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,10 @@ class Sessions:
         spares: Spares,
         resizable: Callable[[str], bool],
         on_exec_done: ExecObserver | None = None,
+        packages: PackageCache | None = None,
     ) -> None:
         self.backend = backend
+        self._packages = packages
         self.registry = registry
         self.hub = Hub()
         self.spares = spares
@@ -240,7 +245,7 @@ class Sessions:
                 CAPACITY_RETRY,
                 reason=Reason.SESSIONS_EXHAUSTED,
             )
-        spare = None if ask.session_id else self._fitting_spare(ask)
+        spare = None if ask.session_id or ask.packages else self._fitting_spare(ask)
         session_id = spare.sandbox.session_id if spare else ask.session_id or new_session_id()
         now = time.time()
         record = SessionRecord(
@@ -281,10 +286,11 @@ class Sessions:
                     await self.backend.resize(spare.sandbox, ask.sandbox)
                 self._attach_link(entry, spare.link)
             else:
-                with phase("session.launch", session=record.id):
-                    entry.sandbox = await self.backend.launch_session(
-                        ask.spec, ask.sandbox, record.id
-                    )
+                async with self._mounted(ask, record) as spec:
+                    with phase("session.launch", session=record.id):
+                        entry.sandbox = await self.backend.launch_session(
+                            spec, ask.sandbox, record.id
+                        )
                 record.sandbox_id = entry.sandbox.sandbox_id
                 self.registry.save(record)
                 with phase("session.hello", session=record.id):
@@ -292,6 +298,31 @@ class Sessions:
         except BaseException:
             await self._forget_failed_create(entry)
             raise
+
+    @contextlib.asynccontextmanager
+    async def _mounted(self, ask: CreateAsk, record: SessionRecord) -> AsyncIterator[LanguageSpec]:
+        """The session's spec with its package set installed and mounted; the set is
+        held while its container is made (then the container's label holds it)."""
+        if not ask.packages:
+            yield ask.spec
+            return
+        if self._packages is None:
+            raise FailedPrecondition(
+                "this server installs no packages", reason=Reason.PACKAGE_INSTALL_FAILED
+            )
+        async with self._packages.mounted(ask.spec, ask.packages) as spec:
+            record.package_set = spec.package_set
+            installed = self._packages.resolved(spec.package_set)
+            record.packages = {r.name: installed.get(r.name, "") for r in ask.packages}
+            self.registry.save(record)
+            yield spec
+
+    def _spec_of(self, record: SessionRecord) -> LanguageSpec:
+        """The spec every Exec and cell of `record` runs with (its packages' variables too)."""
+        spec = self._specs(record.language)
+        if record.package_set:
+            spec = replace(spec, env={**spec.env, **spec.installer_env})
+        return spec
 
     def _fitting_spare(self, ask: CreateAsk) -> Spare | None:
         limits = self.spares.limits
@@ -464,7 +495,7 @@ class Sessions:
         entry = self._usable(session_id)
         assert entry.link is not None
         record = entry.record
-        env = program_env(self._specs(record.language), {**record.env, **ask.env})
+        env = program_env(self._spec_of(record), {**record.env, **ask.env})
         command = ExecCommand(
             argv=ask.argv,
             env=env,
@@ -511,7 +542,7 @@ class Sessions:
                 reason=Reason.FIELD_UNSUPPORTED,
             )
         if entry.kernel is None:
-            env = program_env(self._specs(record.language), record.env)
+            env = program_env(self._spec_of(record), record.env)
             entry.kernel = Kernel(record.language, lambda: self._current_link(entry), env)
         cell = ExecRecord(f"cell-{secrets.token_hex(4)}", ("<cell>",), detached=False, code=code)
         cell.publish(ExecBegan(cell.exec_id))

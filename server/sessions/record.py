@@ -46,6 +46,10 @@ class SessionRecord:
     update_time: float = 0.0
     last_activity_time: float = 0.0
     exec_count: int = 0
+    # Request-time packages: the cache key of the set mounted, and each package asked
+    # for with the version installed.
+    package_set: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from codebeaker.runtimes.catalog import Catalog
 from codebeaker.runtimes.limits import LimitPolicy
+from codebeaker.runtimes.packages.allowlist import Allowlist
+from codebeaker.runtimes.packages.cache import PackageCache
 from codebeaker.runtimes.sessions.backend import SessionBackend
 from codebeaker.server.logs import event
 from codebeaker.server.quotas import Tenancy
@@ -38,6 +40,8 @@ class SessionRuntime:
         file_caps: tuple[int, int],
         registry: CollectorRegistry,
         tenancy: Tenancy | None = None,
+        allowlist: Allowlist | None = None,
+        packages: PackageCache | None = None,
     ) -> None:
         self.config = config
         self.policy = session_policy(config, execution_policy, cpus)
@@ -50,6 +54,7 @@ class SessionRuntime:
             spares=Spares(backend, self.policy.sandbox_default, config.session_spares),
             resizable=resizable,
             on_exec_done=self.metrics.exec_done,
+            packages=packages,
         )
         self.upkeep = Upkeep(
             self.sessions,
@@ -59,7 +64,7 @@ class SessionRuntime:
             on_usage=self.metrics.usage,
         )
         self.servicer = SessionServicer(
-            self.sessions, catalog, self.policy, config, file_caps, tenancy
+            self.sessions, catalog, self.policy, config, file_caps, tenancy, allowlist
         )
 
     async def start(self) -> None:

@@ -27,6 +27,7 @@ from codebeaker.runtimes.errors import (
 )
 from codebeaker.runtimes.limits import RequestedLimits
 from codebeaker.runtimes.model import Limits, OutputFiles, SourceFile
+from codebeaker.runtimes.packages.allowlist import Allowlist
 from codebeaker.runtimes.sessions.backend import SessionLimits
 from codebeaker.server import caller
 from codebeaker.server.quotas import Tenancy
@@ -39,6 +40,7 @@ from codebeaker.server.requests import (
     _path,
     _plain_string,
     _seconds,
+    asked_packages,
 )
 from codebeaker.server.responses import file_messages
 from codebeaker.server.sessions.config import SessionConfig, SessionPolicy
@@ -83,8 +85,10 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
         config: SessionConfig,
         file_caps: tuple[int, int],
         tenancy: Tenancy | None = None,
+        allowlist: Allowlist | None = None,
     ) -> None:
         self._sessions = sessions
+        self._allowlist = allowlist or Allowlist()
         self._tenancy = tenancy
         self._catalog = catalog
         self._policy = policy
@@ -376,6 +380,9 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
             session_id=request.session_id,
             request_id=request.request_id,
             tenant=_tenant(),
+            packages=self._allowlist.check(
+                spec, asked_packages(asked.packages), "session.packages"
+            ),
         )
 
     def _exec_ask(self, start: spb.ExecStart, record: SessionRecord) -> ExecAsk:

@@ -95,6 +95,7 @@ def test_setting_names_are_unique_across_sections() -> None:
         "queue",
         "sessions",
         "catalog",
+        "packages",
     }
 
 

@@ -387,6 +387,7 @@ class FakeDocker(Docker):
         }
         self.builds: list[str] = []
         self.build_args: dict[str, Mapping[str, str]] = {}
+        self.stages: dict[str, str] = {}
         self.removed: list[str] = []
 
     def check_engine(self) -> None:
@@ -408,6 +409,7 @@ class FakeDocker(Docker):
             raise BuildError(f"`docker build` of {target.image} failed")
         self.builds.append(target.image)
         self.build_args[target.image] = target.build_args
+        self.stages[target.image] = target.stage
         self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
 
     def run_in(self, image: str, command: Sequence[str]) -> str:
@@ -452,7 +454,14 @@ def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[st
     options = Options(languages=("py", "c"))
     assert build(options, docker, catalog) == 0
     captured = capsys.readouterr()
-    assert summary_of(captured.out) == "3 ready (3 built, 0 up to date, 0 failed)"
+    assert summary_of(captured.out) == "4 ready (4 built, 0 up to date, 0 failed)"
+    # A language with an installer gets its Dockerfile's installer stage as a second image.
+    assert docker.stages == {
+        SUPERVISOR_IMAGE: "",
+        "codebeaker/c": "",
+        "codebeaker/python": "",
+        "codebeaker/python-installer": "installer",
+    }
     for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python"):
         assert f"building {image} ..." in captured.err
         assert re.search(f"^{image}: built in .* s", captured.out, re.M)
@@ -468,7 +477,7 @@ def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[st
     captured = capsys.readouterr()
     assert len(docker.builds) == builds and "building" not in captured.err
     assert "codebeaker/c: up to date (version 1.0)" in captured.out
-    assert summary_of(captured.out) == "3 ready (0 built, 3 up to date, 0 failed)"
+    assert summary_of(captured.out) == "4 ready (0 built, 4 up to date, 0 failed)"
 
 
 def test_a_failed_language_is_named_and_fails_the_run(capsys: pytest.CaptureFixture[str]) -> None:
@@ -477,7 +486,7 @@ def test_a_failed_language_is_named_and_fails_the_run(capsys: pytest.CaptureFixt
     assert build(Options(languages=("c", "py", "js")), docker, catalog) == 1
     captured = capsys.readouterr()
     assert "codebeaker/c: FAILED: `docker build` of codebeaker/c failed" in captured.err
-    assert summary_of(captured.out) == "3 ready (3 built, 0 up to date, 1 failed: codebeaker/c)"
+    assert summary_of(captured.out) == "5 ready (5 built, 0 up to date, 1 failed: codebeaker/c)"
     assert image_for(catalog.resolve("js")) in docker.builds  # the others still built
 
 
@@ -545,7 +554,10 @@ def test_prefix_and_tag_name_every_image_and_the_supervisor_they_copy(
     names = ImageNames("reg.example:5000/cb-", "t1")
     assert build(Options(languages=("py",), images=names), docker, Catalog.load()) == 0
     assert docker.builds[0] == "reg.example:5000/cb-supervisor:t1"
-    assert set(docker.builds[1:]) == {"reg.example:5000/cb-python:t1"}
+    assert set(docker.builds[1:]) == {
+        "reg.example:5000/cb-python:t1",
+        "reg.example:5000/cb-python-installer:t1",
+    }
     args = docker.build_args["reg.example:5000/cb-python:t1"]
     assert args["SUPERVISOR_IMAGE"] == "reg.example:5000/cb-supervisor:t1"
     assert "reg.example:5000/cb-python:t1: built in" in capsys.readouterr().out

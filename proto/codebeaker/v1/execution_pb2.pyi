@@ -347,6 +347,7 @@ class ExecutionSpec(_message.Message):
     COMPILE_LIMITS_FIELD_NUMBER: _builtins.int
     OUTPUT_FILES_FIELD_NUMBER: _builtins.int
     TEST_CASES_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
     language: _builtins.str
     """Language id or alias, e.g. "python", "py", "javascript", "js"."""
     version: _builtins.str
@@ -396,6 +397,15 @@ class ExecutionSpec(_message.Message):
         starting from the same files. With test cases, `stdin` must be empty.
         """
 
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedCompositeFieldContainer[Global___PackageRequest]:
+        """Packages to install for this run, from the server's allow-list
+        (--package-allowlist; INVALID_ARGUMENT naming a package it does not allow).
+        They are installed outside the sandbox, once per set (then cached), and
+        reach the program read-only on its interpreter's path; an install that
+        fails is FAILED_PRECONDITION with the installer's message.
+        """
+
     def __init__(
         self,
         *,
@@ -412,14 +422,44 @@ class ExecutionSpec(_message.Message):
         compile_limits: Global___ResourceLimits | None = ...,
         output_files: _abc.Iterable[_builtins.str] | None = ...,
         test_cases: _abc.Iterable[Global___TestCase] | None = ...,
+        packages: _abc.Iterable[Global___PackageRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["compile_limits", b"compile_limits", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "compile_limits", b"compile_limits", "entrypoint", b"entrypoint", "env", b"env", "files", b"files", "language", b"language", "limits", b"limits", "output_files", b"output_files", "request_id", b"request_id", "source", b"source", "stdin", b"stdin", "test_cases", b"test_cases", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "compile_limits", b"compile_limits", "entrypoint", b"entrypoint", "env", b"env", "files", b"files", "language", b"language", "limits", b"limits", "output_files", b"output_files", "packages", b"packages", "request_id", b"request_id", "source", b"source", "stdin", b"stdin", "test_cases", b"test_cases", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutionSpec: _TypeAlias = ExecutionSpec  # noqa: Y015
+
+@_typing.final
+class PackageRequest(_message.Message):
+    """PackageRequest asks for one package."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As its index names it, e.g. "tabulate" (PyPI), "left-pad" or "@scope/name" (npm)."""
+    version: _builtins.str
+    """Empty: the newest the allow-list permits. Else an exact version ("1.2.3") or
+    a range of comparators joined by commas (">=1.2, <2"; ==, >=, <=, >, <);
+    versions are dotted numbers.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackageRequest: _TypeAlias = PackageRequest  # noqa: Y015
 
 @_typing.final
 class TestCase(_message.Message):
@@ -852,6 +892,7 @@ class Runtime(_message.Message):
     FILE_NAME_FIELD_NUMBER: _builtins.int
     COMPILED_FIELD_NUMBER: _builtins.int
     PACKAGES_FIELD_NUMBER: _builtins.int
+    INSTALLABLE_FIELD_NUMBER: _builtins.int
     language: _builtins.str
     """Canonical language id, e.g. "python"."""
     version: _builtins.str
@@ -870,6 +911,12 @@ class Runtime(_message.Message):
         JavaScript); empty for a runtime that carries none.
         """
 
+    @_builtins.property
+    def installable(self) -> _containers.RepeatedCompositeFieldContainer[Global___PackageRequest]:
+        """The packages a request may ask for (ExecutionSpec.packages), with the
+        versions allowed ("" for any), from the server's allow-list.
+        """
+
     def __init__(
         self,
         *,
@@ -879,10 +926,11 @@ class Runtime(_message.Message):
         file_name: _builtins.str = ...,
         compiled: _builtins.bool = ...,
         packages: _abc.Iterable[Global___Package] | None = ...,
+        installable: _abc.Iterable[Global___PackageRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "compiled", b"compiled", "file_name", b"file_name", "language", b"language", "packages", b"packages", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "compiled", b"compiled", "file_name", b"file_name", "installable", b"installable", "language", b"language", "packages", b"packages", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

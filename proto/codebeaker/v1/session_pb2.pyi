@@ -247,6 +247,7 @@ class Session(_message.Message):
     DISK_BYTES_FIELD_NUMBER: _builtins.int
     CPUS_FIELD_NUMBER: _builtins.int
     EXEC_COUNT_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"sessions/{id}" (output only)."""
     language: _builtins.str
@@ -299,6 +300,12 @@ class Session(_message.Message):
     def lifetime(self) -> _duration_pb2.Duration:
         """Longest life (input); unset or zero means the server's default."""
 
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedCompositeFieldContainer[_execution_pb2.PackageRequest]:
+        """Packages installed for it (input), as ExecutionSpec.packages: mounted
+        read-only for every Exec and cell.
+        """
+
     def __init__(
         self,
         *,
@@ -320,10 +327,11 @@ class Session(_message.Message):
         disk_bytes: _builtins.int = ...,
         cpus: _builtins.float = ...,
         exec_count: _builtins.int = ...,
+        packages: _abc.Iterable[_execution_pb2.PackageRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "idle_timeout", b"idle_timeout", "last_activity_time", b"last_activity_time", "lifetime", b"lifetime", "limits", b"limits", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpus", b"cpus", "create_time", b"create_time", "disk_bytes", b"disk_bytes", "env", b"env", "exec_count", b"exec_count", "expire_time", b"expire_time", "idle_timeout", b"idle_timeout", "labels", b"labels", "language", b"language", "last_activity_time", b"last_activity_time", "lifetime", b"lifetime", "limits", b"limits", "name", b"name", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time", "usage", b"usage", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpus", b"cpus", "create_time", b"create_time", "disk_bytes", b"disk_bytes", "env", b"env", "exec_count", b"exec_count", "expire_time", b"expire_time", "idle_timeout", b"idle_timeout", "labels", b"labels", "language", b"language", "last_activity_time", b"last_activity_time", "lifetime", b"lifetime", "limits", b"limits", "name", b"name", "packages", b"packages", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time", "usage", b"usage", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
