@@ -31,6 +31,7 @@ from codebeaker.runtimes.packages.requirements import (
     Requirement,
     RequirementError,
     describe,
+    ordered,
     parse_range,
 )
 
@@ -131,7 +132,7 @@ class Allowlist:
                     f"package {package.name!r} is asked for twice",
                     reason=Reason.VALUE_INVALID,
                 )
-            merged = tuple(sorted(set(allowed[name]) | set(constraints)))
+            merged = ordered((*allowed[name], *constraints))
             exact = [c for c in constraints if c.operator == "=="]
             if exact and not all(c.allows(exact[0].version) for c in allowed[name]):
                 raise InvalidRequest(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +74,12 @@ def parse_range(text: str) -> tuple[Constraint, ...]:
                 f"({', '.join(OPERATORS)}) and a version of dotted numbers, e.g. >=1.2, <2"
             )
         constraints.append(Constraint(operator, version))
-    return tuple(sorted(set(constraints)))
+    return ordered(constraints)
+
+
+def ordered(constraints: Iterable[Constraint]) -> tuple[Constraint, ...]:
+    """Without repeats, by version (lower bounds first), as people write a range."""
+    return tuple(sorted(set(constraints), key=lambda c: (version_key(c.version), c.operator)))
 
 
 def describe(constraints: tuple[Constraint, ...]) -> str:
