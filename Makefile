@@ -110,13 +110,15 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker proto-deps
 # Speed against the bare interpreter, the raw engine and peers, in one run;
 # then every language's hello world, cold and warm, against its own toolchain; then the
 # queue (SubmitExecution + Operations) against Execute on the same server, embedded and Redis;
-# then sessions (CreateSession, Exec, 100 idle ones, LOST) against the raw engine.
+# then sessions (CreateSession, Exec, 100 idle ones, LOST) against the raw engine;
+# then code cells (`1+1`, `import numpy`) against one-shot Executes on the same server.
 bench: $(STAMP) images
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.languages
 	$(BIN)/python -m bench.operations
 	$(BIN)/python -m bench.sessions
+	$(BIN)/python -m bench.cells
 
 clean:
 	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -30,32 +30,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
-import os
-import platform
 import queue
 import re
-import signal
 import sqlite3
 import tempfile
 import threading
 import time
-import traceback
 import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import grpc
 
-from bench.cleanup import NoiseMonitor, sweep
-from bench.engine import api_client
-from bench.operations_report import other_benches
+from bench.cleanup import sweep
+from bench.guarded import conclude, head, run_guarded
 from bench.plan import RESULTS_DIR
 from bench.programs import PROGRAMS
 from bench.server import ServerProcess
@@ -68,7 +60,7 @@ from bench.sessions_probe import (
     tree_rss,
 )
 from bench.sessions_report import figures, ratio, render
-from bench.stats import Collector
+from bench.stats import Collector, interleaved
 from codebeaker.client import Client
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import session_pb2 as spb
@@ -110,8 +102,8 @@ class SessionServer:
         found = METRICS_PORT.search(self.process.log_path.read_text(errors="replace"))
         self.metrics_port = int(found.group(1)) if found else 0
 
-    def create(self, labels: dict[str, str] | None = None) -> str:
-        session = spb.Session(language=LANGUAGE, labels=labels or {})
+    def create(self, labels: dict[str, str] | None = None, language: str = LANGUAGE) -> str:
+        session = spb.Session(language=language, labels=labels or {})
         request = spb.CreateSessionRequest(session=session)
         name = str(self.stub.CreateSession(request, timeout=CALL_TIMEOUT).name)
         with self._lock:
@@ -203,14 +195,11 @@ class Run:
     servers: list[SessionServer] = field(default_factory=list)
     phase: str = "start"
     notes: list[str] = field(default_factory=list)
+    bench: str = "sessions"  # in the servers' instance names, logs and state folders
     _states: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def server(self, kind: str, spares: int) -> SessionServer:
-        state = tempfile.TemporaryDirectory(prefix="cb-bench-sessions-")
-        self._states.append(state)
-        instance = f"bench-{self.run_id}-sessions-{kind}"
         flags = [
-            "--state-dir", state.name,
             "--languages", LANGUAGE,
             "--hosts-min", "0",  # sessions alone: no reusable hosts beside them
             "--runtime", "runc",
@@ -220,8 +209,18 @@ class Run:
             "--end-sessions-on-exit", "1",
             "--metrics-address", "127.0.0.1:0",
         ]  # fmt: skip
+        return self.start_server(kind, flags)
+
+    def start_server(self, kind: str, flags: list[str]) -> SessionServer:
+        """A server of this run with `flags` and a state folder of its own, started."""
+        state = tempfile.TemporaryDirectory(prefix=f"cb-bench-{self.bench}-")
+        self._states.append(state)
+        instance = f"bench-{self.run_id}-{self.bench}-{kind}"
         server = SessionServer(
-            instance, flags, RESULTS_DIR / f"sessions-{kind}.log", Path(state.name)
+            instance,
+            ["--state-dir", state.name, *flags],
+            RESULTS_DIR / f"{self.bench}-{kind}.log",
+            Path(state.name),
         )
         self.instances.append(instance)
         self.servers.append(server)
@@ -356,20 +355,13 @@ def measure_exec(run: Run, server: SessionServer) -> dict[str, Any]:
             "docker_exec_cli": lambda: exec_cli(container),
             "host_true": host_true,
         }
-        collected = {kind: Collector() for kind in kinds}
-        order = list(kinds)
-        for n in range(args.exec_warmup + args.exec_runs):
-            server.process.check_alive()
-            for kind in order[n % len(order) :] + order[: n % len(order)]:
-                time.sleep(args.exec_gap)
-                try:
-                    ms = _timed(kinds[kind])
-                except Exception as error:
-                    if n >= args.exec_warmup:
-                        collected[kind].fail(error)
-                    continue
-                if n >= args.exec_warmup:
-                    collected[kind].samples.append(ms)
+        collected = interleaved(
+            kinds,
+            warmup=args.exec_warmup,
+            runs=args.exec_runs,
+            gap=args.exec_gap,
+            each_round=server.process.check_alive,
+        )
     finally:
         client.close()
         engine.remove(container)
@@ -734,26 +726,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def _machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-    }
-    with contextlib.suppress(Exception):
-        api = api_client()
-        try:
-            version = api.version()
-            info["docker_server_version"] = version.get("Version", "")
-        finally:
-            api.close()
-    return info
-
-
 def run_phases(run: Run, document: dict[str, Any]) -> None:
     run.phase = "create"
     spare = run.server("spares", 1)
@@ -779,55 +751,11 @@ def run_phases(run: Run, document: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _terminate)
     run_id = uuid.uuid4().hex[:10]
     run = Run(args, run_id, time.time(), Engine(IMAGE, run_id))
-    document: dict[str, Any] = {
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "run_id": run.run_id,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "other_bench_processes_at_start": other_benches(),
-        "machine": _machine(),
-        "plan": {k: v for k, v in vars(args).items() if k != "output"},
-        "image": IMAGE,
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    outcome = "completed"
-    began = time.monotonic()
-    monitor = NoiseMonitor(run.instances, lambda: run.phase)
-    try:
-        with monitor:
-            run_phases(run, document)
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-        say("interrupted: deleting the sessions, stopping the servers, sweeping")
-    except Exception:
-        outcome = "failed"
-        traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        swept = run.cleanup()
-        if swept:
-            say(f"swept {swept} leftover containers")
-    document |= {
-        "outcome": outcome,
-        "duration_s": round(time.monotonic() - began, 1),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "containers_swept_at_end": swept,
-        "notes": run.notes,
-        "other_containers": {
-            "samples": monitor.samples,
-            "samples_with_others": monitor.samples_with_others,
-            "max_seen": monitor.max_seen,
-            "max_by_phase": monitor.by_phase,
-        },
-    }
-    print(render(document))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"bench.sessions {outcome} in {document['duration_s']:.0f} s; results in {args.output}")
-    return {"completed": 0, "interrupted": 130}.get(outcome, 1)
+    document = head(run_id, args) | {"image": IMAGE}
+    run_guarded("bench.sessions", run, document, lambda: run_phases(run, document))
+    return conclude("bench.sessions", document, render(document), args.output)
 
 
 if __name__ == "__main__":

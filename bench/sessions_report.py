@@ -259,6 +259,12 @@ def render(document: dict[str, Any]) -> str:
         if lines:
             out += [*lines, ""]
         verdicts += found
+    return "\n".join([*out, *verdicts, "", *(f"note: {n}" for n in run_notes(document))])
+
+
+def run_notes(document: dict[str, Any]) -> list[str]:
+    """What the figures were measured beside: the load, other benches, containers not
+    ours, the run's own notes, and whether it completed."""
     notes = [
         f"load average (1, 5, 15 min) at start {document.get('load_average_at_start')}, "
         f"at end {document.get('load_average_at_end')}"
@@ -275,4 +281,4 @@ def render(document: dict[str, Any]) -> str:
     notes += document.get("notes", [])
     if document.get("outcome", "completed") != "completed":
         notes.append(f"the run {document['outcome']}: the figures above are what it measured")
-    return "\n".join([*out, *verdicts, "", *(f"note: {n}" for n in notes)])
+    return notes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 MAX_ERROR_MESSAGES = 3
@@ -145,3 +145,36 @@ def collect(
         if gap:
             time.sleep(gap)
     return collector.summary(note)
+
+
+def interleaved(
+    kinds: Mapping[str, Callable[[], object]],
+    *,
+    warmup: int,
+    runs: int,
+    gap: float = 0.0,
+    each_round: Callable[[], None] | None = None,
+) -> dict[str, Collector]:
+    """Every kind once a round, `gap` s before each call, whose turn is first rotating
+    from round to round; `warmup` rounds unrecorded, then `runs` recorded. A failed call
+    is counted, not a crash; `each_round` runs before every round (it may raise Abort)."""
+    collected = {kind: Collector() for kind in kinds}
+    order = list(kinds)
+    for n in range(warmup + runs):
+        if each_round is not None:
+            each_round()
+        for kind in order[n % len(order) :] + order[: n % len(order)]:
+            if gap:
+                time.sleep(gap)
+            began = time.perf_counter()
+            try:
+                kinds[kind]()
+            except Abort:
+                raise
+            except Exception as error:
+                if n >= warmup:
+                    collected[kind].fail(error)
+                continue
+            if n >= warmup:
+                collected[kind].samples.append((time.perf_counter() - began) * 1e3)
+    return collected
