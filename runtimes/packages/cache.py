@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 import uuid
 from collections import Counter
@@ -120,6 +121,7 @@ class PackageCache:
         self._observer: CacheObserver = observer or _Quiet()
         self._installs: dict[str, asyncio.Future[PackageSet]] = {}
         self._leases: Counter[str] = Counter()
+        self._keeping = threading.Lock()  # two installs that resolve alike keep one set
         root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state folder
         root.mkdir(exist_ok=True, mode=0o700)
         for folder in ("sets", "requests", "staging"):
@@ -232,21 +234,22 @@ class PackageCache:
         payload.mkdir(exist_ok=True)
         size = _harden(payload)
         folder = self._root / "sets" / key
-        if not (folder / MANIFEST).is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            manifest = {
-                "language": spec.id,
-                "image": image,
-                "resolved": dict(resolved),
-                "bytes": size,
-            }
-            (staging / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
-            target = self._root / "sets" / f".{key}.{uuid.uuid4().hex}"
-            target.mkdir()
-            (staging / PAYLOAD).rename(target / PAYLOAD)
-            (staging / MANIFEST).rename(target / MANIFEST)
-            target.rename(folder)
-        os.utime(folder)
+        with self._keeping:  # the check and the move as one, or both would move theirs
+            if not (folder / MANIFEST).is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                manifest = {
+                    "language": spec.id,
+                    "image": image,
+                    "resolved": dict(resolved),
+                    "bytes": size,
+                }
+                (staging / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+                target = self._root / "sets" / f".{key}.{uuid.uuid4().hex}"
+                target.mkdir()
+                (staging / PAYLOAD).rename(target / PAYLOAD)
+                (staging / MANIFEST).rename(target / MANIFEST)
+                target.rename(folder)
+            os.utime(folder)
         return PackageSet(key, folder / PAYLOAD, resolved)
 
     def resolved(self, key: str) -> Mapping[str, str]:
