@@ -10,7 +10,8 @@ Layout under the cache's root (the server's `<state-dir>/packages` unless told):
 - `requests/<key>`: what a request asked for (the image, the requirements, the
   index) -> the set its install resolved to, so that a repeated request needs
   neither the installer nor the network.
-- `staging/`: installs under way; what an interrupted one leaves is removed at start.
+- `staging/`: installs under way; what an interrupted one leaves is removed at start,
+  as are the hidden `sets/.<key>.*` folders of a set being moved in or evicted.
 
 Concurrent requests for one set wait for the same install. After an install,
 sets are evicted, least recently used first, until the cache is under its cap;
@@ -128,6 +129,8 @@ class PackageCache:
             (root / folder).mkdir(exist_ok=True)
         shutil.rmtree(root / "staging", ignore_errors=True)
         (root / "staging").mkdir()
+        for stale in (root / "sets").glob(".*"):  # what an interrupted keep or eviction left
+            shutil.rmtree(stale, ignore_errors=True)
         self._observer.size(self.total_bytes())
 
     @contextlib.asynccontextmanager
