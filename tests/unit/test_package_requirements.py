@@ -51,10 +51,11 @@ def test_each_operator_is_read(operator: str) -> None:
 
 
 def test_a_comma_list_is_every_constraint_sorted_and_deduplicated() -> None:
-    assert parse_range(">=1.2, <2") == (c("<", "2"), c(">=", "1.2"))
+    # By version, lower bounds first, as people write a range.
+    assert parse_range(">=1.2, <2") == (c(">=", "1.2"), c("<", "2"))
     assert parse_range("<2,>=1.2") == parse_range(">=1.2, <2")
-    assert parse_range(">=1, >=1,<3") == (c("<", "3"), c(">=", "1"))
-    assert describe(parse_range(">=1.2, <2")) == "<2, >=1.2"
+    assert parse_range(">=1, >=1,<3") == (c(">=", "1"), c("<", "3"))
+    assert describe(parse_range(">=1.2, <2")) == ">=1.2, <2"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +158,7 @@ def test_a_requirement_needs_every_constraint() -> None:
     assert requirement.allows("1.5")
     assert not requirement.allows("2.0")
     assert not requirement.allows("1.1")
-    assert str(requirement) == "x (<2, >=1.2)"
+    assert str(requirement) == "x (>=1.2, <2)"
     assert str(Requirement("x")) == "x"
 
 
@@ -238,7 +239,7 @@ def test_pip_spelling() -> None:
     assert PIP.spell(Requirement("tabulate")) == "tabulate"
     assert PIP.spell(Requirement("tabulate", parse_range("0.9"))) == "tabulate==0.9"
     spelled = PIP.spell(Requirement("requests-toolbelt", parse_range(">=1.0, <2")))
-    assert spelled == "requests-toolbelt<2,>=1.0"
+    assert spelled == "requests-toolbelt>=1.0,<2"
 
 
 def test_npm_spelling() -> None:
@@ -247,7 +248,7 @@ def test_npm_spelling() -> None:
     assert NPM.spell(Requirement("@scope/name", parse_range("2.0.0"))) == "@scope/name@2.0.0"
     # npm joins comparators with a space (and), not a comma (which it does not know).
     spelled = NPM.spell(Requirement("left-pad", parse_range(">=1.2.0, <2.0.0")))
-    assert spelled == "left-pad@<2.0.0 >=1.2.0"
+    assert spelled == "left-pad@>=1.2.0 <2.0.0"
 
 
 @pytest.mark.parametrize(
@@ -259,7 +260,7 @@ def test_npm_spelling() -> None:
         ("1.3", "left-pad@1.3.0"),
         ("<=1.2", "left-pad@<=1.2.0"),
         (">1.2", "left-pad@>1.2.0"),
-        (">=1, <2", "left-pad@<2.0.0 >=1.0.0"),
+        (">=1, <2", "left-pad@>=1.0.0 <2.0.0"),
         ("1.2.3.4", "left-pad@1.2.3.4"),  # more than three parts: left as asked
     ],
 )

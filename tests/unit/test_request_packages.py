@@ -158,7 +158,7 @@ async def test_the_first_package_is_named_spec_packages_0(served: Running) -> No
 async def test_a_version_outside_the_lists_range_is_not_allowed(served: Running) -> None:
     error = await refused(served.stub, spec(package("tabulate", "1.2")))
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "PACKAGE_NOT_ALLOWED")
-    assert "allowed: <1, >=0.9" in error.violations[0][1]
+    assert "allowed: >=0.9, <1" in error.violations[0][1]
 
 
 async def test_a_malformed_version_is_value_invalid(served: Running) -> None:
@@ -201,7 +201,7 @@ async def test_an_allowed_package_is_installed_and_mounted(installing: Installin
     assert holds(language.package_dir, "tabulate")
     assert Path(language.package_dir).parent.parent.name == "sets"
     assert language.env["PYTHONPATH"] == "/opt/codebeaker/packages"
-    assert [str(r) for r in job.packages] == ["tabulate (<1, >=0.9)"]
+    assert [str(r) for r in job.packages] == ["tabulate (>=0.9, <1)"]
     await installing.stub.Execute(pb.ExecuteRequest(spec=spec(package("tabulate"))))
     assert installing.installer.calls == 1  # the second run found the set
     registry = installing.app.metrics.registry
@@ -231,7 +231,7 @@ async def test_list_runtimes_lists_what_each_language_may_install(served: Runnin
         runtime.language: [(p.name, p.version) for p in runtime.installable]
         for runtime in response.runtimes
     }
-    assert installable["python"] == [("six", ""), ("tabulate", "<1, >=0.9")]
+    assert installable["python"] == [("six", ""), ("tabulate", ">=0.9, <1")]
     assert installable["javascript"] == [("left-pad", "==1.3.0")]
     assert installable["c"] == []
 
