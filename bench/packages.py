@@ -9,7 +9,7 @@ and noisy, so every figure has a baseline measured in the same run, interleaved 
 (whose turn is first rotates from round to round), and the report gives ratios:
 
 1. Python: an Execute of `import cbbenchN; print(1)` asking for a set installed already
-   (a cache hit: a sandbox of its own, made for the run) and for a set not installed yet
+   (a cache hit: reusable hosts of that set) and for a set not installed yet
    (one new package each round: the install, then the run), against `print(1)` without
    packages (the pooled hosts). The first set is installed before the rounds (the one the
    hits ask for; later hits ask for any installed). The server's Prometheus metrics

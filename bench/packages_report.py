@@ -17,7 +17,7 @@ INSTALL_SUM = "codebeaker_package_install_seconds_sum"
 INSTALL_COUNT = "codebeaker_package_install_seconds_count"
 EXECUTE_ROWS = (
     ("no packages (the pooled hosts; baseline)", "no_packages"),
-    ("a set installed already (cache hit, a sandbox of its own)", "hit"),
+    ("a set installed already (cache hit, that set's own hosts)", "hit"),
     ("a set not installed yet (install, then run)", "install"),
 )
 SESSION_ROWS = (

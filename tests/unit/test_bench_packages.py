@@ -98,7 +98,7 @@ def test_render_gives_each_figure_against_its_baseline() -> None:
     assert document["python"]["ratios"]["install_to_hit_p50"] == 6.0
     text = render(document)
     assert (
-        "| a set installed already (cache hit, a sandbox of its own) | 180.00 | 180.00 | 180.00 "
+        "| a set installed already (cache hit, that set's own hosts) | 180.00 | 180.00 | 180.00 "
         "| 8 | 9x | 1x |" in text
     )
     assert "| with packages (a set installed already: cold) | 150.00 |" in text
