@@ -231,7 +231,9 @@ def test_hostile_programs_inside_a_session_stay_inside(sessions: Sessions) -> No
 
 def test_pause_freezes_a_counter_and_resume_thaws_it(sessions: Sessions) -> None:
     name = sessions.create().name
-    counter = "(i=0; while true; do i=$((i+1)); echo $i > c; sleep 0.05; done) > /dev/null 2>&1 &"
+    # Written aside and renamed: a read never sees the file half-written (empty).
+    step = "i=$((i+1)); echo $i > c.new; mv c.new c; sleep 0.05"
+    counter = f"(i=0; while true; do {step}; done) > /dev/null 2>&1 &"
     sessions.sh(name, counter)
     time.sleep(0.5)
     before = int(sessions.sh(name, "cat c"))
