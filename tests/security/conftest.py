@@ -81,7 +81,7 @@ class CreatedContainers:
     """
 
     def __init__(self, instance: str) -> None:
-        self._seen: list[tuple[int, str]] = []
+        self._seen: list[tuple[int, str, str]] = []  # when, id, its execution label
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
             [
@@ -96,7 +96,7 @@ class CreatedContainers:
                 "--filter",
                 f"label={OWNER_LABEL}={instance}",
                 "--format",
-                "{{.TimeNano}} {{.ID}}",
+                '{{.TimeNano}} {{.ID}} {{index .Actor.Attributes "io.codebeaker.execution"}}',
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -106,13 +106,20 @@ class CreatedContainers:
     def _follow(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
-            when, container = line.decode().split()
+            when, container, *execution = line.decode().split()
             with self._lock:
-                self._seen.append((int(when), container))
+                self._seen.append((int(when), container, " ".join(execution)))
 
-    def between(self, since_ns: int, until_ns: int) -> list[str]:
+    def between(self, since_ns: int, until_ns: int, *, for_requests: bool = False) -> list[str]:
+        """Containers created in that window; `for_requests`: only those made for a
+        request (not a reusable host or a pooled one, which a pool may launch any time)."""
+        ahead = ("host", "pooled") if for_requests else ()
         with self._lock:
-            return [cid for when, cid in self._seen if since_ns <= when <= until_ns]
+            return [
+                cid
+                for when, cid, execution in self._seen
+                if since_ns <= when <= until_ns and execution not in ahead
+            ]
 
     def close(self) -> None:
         self._process.terminate()
@@ -306,8 +313,10 @@ class Sandbox:
         self.verdict_at = time.monotonic()
         self.ran = True
 
-    def created(self) -> list[str]:
-        return self.hostile.created.between(self.started_ns, time.time_ns())
+    def created(self, *, for_requests: bool = False) -> list[str]:
+        return self.hostile.created.between(
+            self.started_ns, time.time_ns(), for_requests=for_requests
+        )
 
     def assert_host_clean(self) -> None:
         reusing = self.hostile.isolation == "host"  # a run need not create a container

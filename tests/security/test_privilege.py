@@ -28,20 +28,21 @@ HOST_DANGEROUS_CAPS = (12, 13, 16, 17, 19, 21, 22)
 REFUSED = {"EPERM", "EACCES", "ENOSYS", "ENODEV", "ENOTSUP", "EOPNOTSUPP", "EROFS", "ENOENT"}
 
 
+NODE_REFUSES = "ERR_INVALID_STATE"
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_cannot_become_root(sandbox: Sandbox, language: str, isolation: str) -> None:
     report = sandbox.probe("identity", language)
     # In a host's nested user namespace uid and gid 0 do not exist (only the
     # program's are mapped), so the kernel refuses them as invalid.
     refused = "EINVAL" if isolation == "host" else "EPERM"
-    assert report == {
-        "setuid": refused,
-        "setgid": refused,
-        "setgroups": "EPERM",
-        "seteuid": refused,
-        "uid": NOBODY,
-        "euid": NOBODY,
-    }
+    expected = {"setuid": refused, "setgid": refused, "setgroups": "EPERM", "seteuid": refused}
+    if language == "javascript" and report.get("setuid") == NODE_REFUSES:
+        # Node 20.x refuses these itself, before any system call, where libuv may use
+        # io_uring (CVE-2024-22017); the other languages' probes ask the kernel.
+        expected = dict.fromkeys(expected, NODE_REFUSES)
+    assert report == {**expected, "uid": NOBODY, "euid": NOBODY}
 
 
 def test_setuid_binaries_run_as_the_caller(sandbox: Sandbox, isolation: str) -> None:
