@@ -111,7 +111,8 @@ lint: $(STAMP) $(TYPECHECK)/codebeaker proto-deps
 # then every language's hello world, cold and warm, against its own toolchain; then the
 # queue (SubmitExecution + Operations) against Execute on the same server, embedded and Redis;
 # then sessions (CreateSession, Exec, 100 idle ones, LOST) against the raw engine;
-# then code cells (`1+1`, `import numpy`) against one-shot Executes on the same server.
+# then code cells (`1+1`, `import numpy`) against one-shot Executes on the same server;
+# then request-time packages (an install, a cache hit) against Executes without any.
 bench: $(STAMP) images
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
@@ -119,6 +120,7 @@ bench: $(STAMP) images
 	$(BIN)/python -m bench.operations
 	$(BIN)/python -m bench.sessions
 	$(BIN)/python -m bench.cells
+	$(BIN)/python -m bench.packages
 
 clean:
 	rm -rf $(VENV) $(TYPECHECK) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -34,11 +33,8 @@ from typing import Any
 import grpc
 
 from bench.cells_report import import_ratios, markdown, render, round_trip_ratios
-from bench.guarded import conclude, head, run_guarded
 from bench.plan import RESULTS_DIR
-from bench.programs import PROGRAMS
-from bench.sessions import CALL_TIMEOUT, Run, SessionServer
-from bench.sessions_engine import Engine
+from bench.sessions import CALL_TIMEOUT, Run, SessionServer, run_bench
 from bench.sessions_report import figures
 from bench.stats import Collector, interleaved, timed
 from codebeaker.client import Client, ExecutionStatus, Session
@@ -227,16 +223,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    run_id = uuid.uuid4().hex[:10]
-    run = Run(args, run_id, time.time(), Engine(PROGRAMS["python"].image, run_id), bench="cells")
-    document = head(run_id, args)
-    run_guarded("bench.cells", run, document, lambda: run_phases(run, document))
-    code = conclude("bench.cells", document, render(document), args.output)
-    report = args.output.with_suffix(".md")
-    report.write_text(markdown(document))
-    say(f"the report as Markdown: {report}")
-    return code
+    return run_bench(parse(argv), "cells", run_phases, render, markdown)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.sessions_report import _ms, _p, _row, _table, _verdict, _x, ratio, run_notes
+from bench.sessions_report import _ms, _p, _row, _table, _verdict, _x, compose, ratio
 
 # The issue's target (a cell's round trip against a one-shot Execute, p50) and its goal.
 CELL_X_EXECUTE = 0.2
@@ -107,28 +107,27 @@ def import_lines(found: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def render(document: dict[str, Any]) -> str:
-    out: list[str] = []
-    verdicts: list[str] = []
     parts = [round_trip_lines(lang, document.get(lang) or {}) for lang in LANGUAGE_NAMES]
-    for lines, found in [*parts, import_lines(document.get("imports") or {})]:
-        if lines:
-            out += [*lines, ""]
-        verdicts += found
-    return "\n".join([*out, *verdicts, "", *(f"note: {n}" for n in run_notes(document))])
+    return compose([*parts, import_lines(document.get("imports") or {})], document)
 
 
 def markdown(document: dict[str, Any]) -> str:
     """The report as a Markdown file: a title saying when and on what, then `render`."""
+    return markdown_page("bench.cells", document, render(document))
+
+
+def markdown_page(bench: str, document: dict[str, Any], rendered: str) -> str:
+    """A bench's report as Markdown: a title saying when and on what, then its rendered
+    text, its verdicts and notes as list items."""
     machine = document.get("machine") or {}
     title = (
-        f"# bench.cells, {document.get('started', '?')}\n\n"
+        f"# {bench}, {document.get('started', '?')}\n\n"
         f"{machine.get('cores', '?')} cores, {machine.get('memory_gib', '?')} GiB, Linux "
         f"{machine.get('kernel', '?')}, Docker {machine.get('docker_server_version', '?')}; "
         f"{document.get('server', '')}. Milliseconds; each ratio against a baseline measured "
         "in the same run, interleaved with it.\n"
     )
     body = "\n".join(
-        f"- {line}" if line.startswith(("[", "note:")) else line
-        for line in render(document).splitlines()
+        f"- {line}" if line.startswith(("[", "note:")) else line for line in rendered.splitlines()
     )
     return f"{title}\n{body}\n"

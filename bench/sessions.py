@@ -38,7 +38,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +102,14 @@ class SessionServer:
         found = METRICS_PORT.search(self.process.log_path.read_text(errors="replace"))
         self.metrics_port = int(found.group(1)) if found else 0
 
-    def create(self, labels: dict[str, str] | None = None, language: str = LANGUAGE) -> str:
-        session = spb.Session(language=language, labels=labels or {})
+    def create(
+        self,
+        labels: dict[str, str] | None = None,
+        language: str = LANGUAGE,
+        packages: Sequence[str] = (),
+    ) -> str:
+        asked = [pb.PackageRequest(name=name) for name in packages]
+        session = spb.Session(language=language, labels=labels or {}, packages=asked)
         request = spb.CreateSessionRequest(session=session)
         name = str(self.stub.CreateSession(request, timeout=CALL_TIMEOUT).name)
         with self._lock:
@@ -258,40 +264,51 @@ def _timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - began) * 1e3
 
 
-def _wait_for_spare(server: SessionServer, engine: Engine, live: int, timeout: float) -> bool:
-    """Until the server's containers are its live sessions and one more (the spare), all
-    running (the agent's hello follows in milliseconds; each create is checked after)."""
+def wait_for_spare(server: SessionServer, engine: Engine, live: int, timeout: float) -> bool:
+    """Until the server's session containers are its live sessions and one more (the
+    spare), all running (the agent's hello follows in milliseconds; each create is checked
+    after: `create_timed`). A server's reusable hosts are not session containers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = engine.containers_of(server.instance)
+        found = engine.session_containers(server.instance)
         if len(found) == live + 1 and all(c.get("State") == "running" for c in found):
             return True
         time.sleep(0.02)
     return False
 
 
+def create_timed(
+    server: SessionServer, engine: Engine, packages: Sequence[str] = ()
+) -> tuple[float, bool]:
+    """One CreateSession (Python), timed, then deleted off the clock: its ms, and whether
+    its container was made before the call began (it came from a spare)."""
+    began = time.time()
+    ms = 0.0
+    name = ""
+
+    def call() -> None:
+        nonlocal name
+        name = server.create(packages=packages)
+
+    try:
+        ms = _timed(call)
+        spare = made_before(server, engine, name, began)
+    finally:
+        if name:
+            server.delete(name)
+    return ms, spare
+
+
+def made_before(server: SessionServer, engine: Engine, name: str, began: float) -> bool:
+    """Whether session `name`'s container was made before `began` (time.time()): a spare."""
+    container = engine.session_container(server.instance, name.split("/")[1])
+    return bool(container) and engine.created(container) < began
+
+
 def measure_create(run: Run, spare: SessionServer, cold: SessionServer) -> dict[str, Any]:
     args, engine = run.args, run.engine
     collected = {kind: Collector() for kind in ("spare", "cold", "engine")}
     served_cold = 0
-
-    def create(server: SessionServer) -> tuple[float, bool]:
-        began = time.time()
-        ms = 0.0
-        name = ""
-
-        def call() -> None:
-            nonlocal name
-            name = server.create()
-
-        try:
-            ms = _timed(call)
-            container = engine.session_container(server.instance, name.split("/")[1])
-            made_before = bool(container) and engine.created(container) < began
-        finally:
-            if name:
-                server.delete(name)
-        return ms, made_before
 
     # Spares are kept for the languages sessions were created for: one first.
     spare.delete(spare.create())
@@ -305,15 +322,15 @@ def measure_create(run: Run, spare: SessionServer, cold: SessionServer) -> dict[
             recorded = n >= args.warmup
             try:
                 # Every kind on a quiet engine: the last spare taken has been replaced.
-                if not _wait_for_spare(spare, engine, 0, 30.0):
+                if not wait_for_spare(spare, engine, 0, 30.0):
                     raise RuntimeError("no spare came up within 30 s")
                 if kind == "spare":
-                    ms, from_spare = create(spare)
+                    ms, from_spare = create_timed(spare, engine)
                     if not from_spare:
                         served_cold += recorded
                         continue
                 elif kind == "cold":
-                    ms, _ = create(cold)
+                    ms, _ = create_timed(cold, engine)
                 else:
                     ms = engine.create_start()
             except Exception as error:
@@ -455,7 +472,7 @@ def create_many(
 
 def measure_idle(run: Run, server: SessionServer) -> tuple[dict[str, Any], list[str]]:
     args, engine = run.args, run.engine
-    if not _wait_for_spare(server, engine, 0, 60.0):
+    if not wait_for_spare(server, engine, 0, 60.0):
         run.notes.append("the spares server was not idle (its spare alone) before the window")
     time.sleep(args.settle)
     say(f"idle: the server with no sessions, {args.window:g} s")
@@ -467,7 +484,7 @@ def measure_idle(run: Run, server: SessionServer) -> tuple[dict[str, Any], list[
     names, errors, seconds = create_many(run, server, args.sessions, labels)
     ids = [n.split("/")[1] for n in names]
     say(f"idle: {len(names)} created in {seconds:.1f} s; settling {args.settle:g} s")
-    _wait_for_spare(server, engine, len(names), 60.0)
+    wait_for_spare(server, engine, len(names), 60.0)
     time.sleep(args.settle)
     containers = [engine.session_container(server.instance, i) for i in ids]
     pids = [engine.pid(c) for c in containers if c]
@@ -747,6 +764,28 @@ def run_phases(run: Run, document: dict[str, Any]) -> None:
     failed = spare.delete_all()
     document["idle"]["delete_all_seconds"] = round(time.perf_counter() - began, 2)
     document["idle"]["delete_failures"] = failed
+
+
+def run_bench(
+    args: argparse.Namespace,
+    bench: str,
+    phases: Callable[[Run, dict[str, Any]], None],
+    render: Callable[[dict[str, Any]], str],
+    markdown: Callable[[dict[str, Any]], str],
+) -> int:
+    """A bench run of servers of its own (`bench.cells`, `bench.packages`), start to end:
+    `phases` guarded (cleanup whatever happens), the report printed, the document written
+    to `args.output` and the Markdown report beside it; the run's exit code."""
+    run_id = uuid.uuid4().hex[:10]
+    run = Run(args, run_id, time.time(), Engine(IMAGE, run_id), bench=bench)
+    document = head(run_id, args)
+    name = f"bench.{bench}"
+    run_guarded(name, run, document, lambda: phases(run, document))
+    code = conclude(name, document, render(document), args.output)
+    report = args.output.with_suffix(".md")
+    report.write_text(markdown(document))
+    print(f"{name}: the report as Markdown: {report}", flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,11 @@ class Engine:
     def containers_of(self, instance: str) -> list[dict[str, Any]]:
         return list(self.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={instance}"}))
 
+    def session_containers(self, instance: str) -> list[dict[str, Any]]:
+        """`instance`'s session containers, its spares included (not its hosts)."""
+        labels = [f"{OWNER_LABEL}={instance}", SESSION_LABEL]
+        return list(self.api.containers(all=True, filters={"label": labels}))
+
     def orphan(self, instance: str) -> str:
         """A running container that looks like one of `instance`'s sessions, which no
         session owns (a server that died mid-create leaves one): the reconcile's work."""

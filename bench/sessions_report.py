@@ -4,7 +4,7 @@ run, as a ratio, and PASS/MISS per target. Pure: it renders the results document
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bench.stats import Collector, percentile
@@ -248,14 +248,21 @@ def _list(values: Sequence[float]) -> str:
 
 
 def render(document: dict[str, Any]) -> str:
-    out: list[str] = []
-    verdicts: list[str] = []
-    for lines, found in (
+    parts = (
         create_lines(document.get("create") or {}),
         exec_lines(document.get("exec") or {}),
         idle_lines(document.get("idle") or {}),
         events_lines(document.get("events") or {}, document.get("sync") or {}),
-    ):
+    )
+    return compose(parts, document)
+
+
+def compose(parts: Iterable[tuple[list[str], list[str]]], document: dict[str, Any]) -> str:
+    """A bench's report from its parts, each (its lines, its verdicts): the lines of every
+    part (an empty line after each), then every verdict, then the run's notes."""
+    out: list[str] = []
+    verdicts: list[str] = []
+    for lines, found in parts:
         if lines:
             out += [*lines, ""]
         verdicts += found

@@ -154,16 +154,20 @@ def interleaved(
     runs: int,
     gap: float = 0.0,
     each_round: Callable[[], None] | None = None,
+    before_each: Callable[[str], None] | None = None,
 ) -> dict[str, Collector]:
     """Every kind once a round, `gap` s before each call, whose turn is first rotating
     from round to round; `warmup` rounds unrecorded, then `runs` recorded. A failed call
-    is counted, not a crash; `each_round` runs before every round (it may raise Abort)."""
+    is counted, not a crash; `each_round` runs before every round (it may raise Abort),
+    `before_each` before every call, with its kind, off the clock (it may raise too)."""
     collected = {kind: Collector() for kind in kinds}
     order = list(kinds)
     for n in range(warmup + runs):
         if each_round is not None:
             each_round()
         for kind in order[n % len(order) :] + order[: n % len(order)]:
+            if before_each is not None:
+                before_each(kind)
             if gap:
                 time.sleep(gap)
             began = time.perf_counter()

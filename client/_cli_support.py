@@ -147,11 +147,13 @@ def parse_env(text: str) -> tuple[str, str]:
 
 
 def parse_package(text: str) -> tuple[str, str]:
-    """`NAME`, `NAME==1.2.3`, `NAME>=1.2,<2` or npm's `NAME@1.2.3`: (name, version)."""
+    """`NAME`, `NAME==1.2.3`, `NAME>=1.2,<2` or npm's `NAME@1.2.3` (`NAME@>=1.2`):
+    (name, version)."""
     text = text.strip()
     cut = next((i for i, char in enumerate(text) if char in "=<>"), -1)
-    if cut < 0 and "@" in text[1:]:  # a scoped npm name starts with @ itself
-        name, _, version = text.rpartition("@")
+    at = text.find("@", 1)  # a scoped npm name starts with @ itself
+    if at > 0 and (cut < 0 or at < cut):  # NAME@1.2.3, and NAME@>=1.2 too
+        name, version = text[:at], text[at + 1 :]
     elif cut >= 0:
         name, version = text[:cut], text[cut:]
     else:

@@ -124,7 +124,8 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
     runtimes.add_argument(
         "--packages",
         action="store_true",
-        help="list the packages instead: language, package and version, one a line",
+        help="list the packages instead: language, package and version, one a line "
+        "(baked into the image; then those requests may ask for, with the versions allowed)",
     )
     runtimes.set_defaults(handler=list_runtimes)
 
@@ -147,6 +148,11 @@ def list_runtimes(args: argparse.Namespace) -> int:
         _print_table(
             [("LANGUAGE", "PACKAGE", "VERSION")]
             + [(r.language, p.name, p.version) for r in runtimes for p in r.packages]
+            + [
+                (r.language, name, f"installable {versions or 'any version'}".strip())
+                for r in runtimes
+                for name, versions in sorted(r.installable.items())
+            ]
         )
         return 0
     rows = [("LANGUAGE", "VERSION", "ALIASES", "FILE", "COMPILED", "PACKAGES")]

@@ -114,6 +114,7 @@ class HostPool(Generic[H]):
         budget: Budget,
         minimum: int,
         retry_delay: float = 2.0,
+        spare: bool = True,
     ) -> None:
         self.name = name
         self._launch = launch
@@ -121,6 +122,7 @@ class HostPool(Generic[H]):
         self._settings = settings
         self._budget = budget
         self._minimum = minimum
+        self._spare = spare  # one host beyond the recent peak while there is demand
         self._retry_delay = retry_delay
         self._idle: deque[Reusable[H]] = deque()
         self._waiters: deque[asyncio.Future[Reusable[H]]] = deque()
@@ -139,6 +141,11 @@ class HostPool(Generic[H]):
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def unused(self) -> bool:
+        """No host, none wanted, nobody waiting: the pool may be closed and forgotten."""
+        return not self.total and not self._waiters and not self._wanted()
 
     def stats(self) -> PoolStats:
         return PoolStats(
@@ -216,7 +223,7 @@ class HostPool(Generic[H]):
         """Hosts this pool should have: recent peak use plus a spare, within its bounds."""
         recent = time.monotonic() - self._settings.idle_timeout
         peak = max((busy for when, busy in self._demand if when >= recent), default=0)
-        wanted = peak + 1 if peak else 0
+        wanted = peak + 1 if peak and self._spare else peak
         in_use = self._out + len(self._waiters)
         return min(max(wanted, self._minimum, in_use), self._settings.maximum)
 
@@ -305,3 +312,5 @@ class HostPool(Generic[H]):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
             self._discard(self._idle.popleft().host)
+        if self in self._budget.pools:
+            self._budget.pools.remove(self)

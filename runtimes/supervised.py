@@ -80,16 +80,16 @@ def _fixed_at_start(limits: Limits) -> tuple[int, int]:
     return limits.memory_bytes, limits.max_processes
 
 
-HostKind = tuple[str, int, int]  # language id, memory bytes, processes
+HostKind = tuple[str, int, int, str]  # language id, memory bytes, processes, package set
 
 
 def host_kind(job: Job) -> HostKind | None:
     """Which reusable hosts can serve `job`, or None if only a single-use one can
-    (a compile with a memory limit of its own resizes its host mid-request; a
-    request's package set is mounted into its own sandbox)."""
-    if host_limits(job) is not job.limits or job.language.package_dir:
+    (a compile with a memory limit of its own resizes its host mid-request). A
+    request's package set is mounted into hosts of its own."""
+    if host_limits(job) is not job.limits:
         return None
-    return (job.language.id, *_fixed_at_start(job.limits))
+    return (job.language.id, *_fixed_at_start(job.limits), job.language.package_set)
 
 
 class SupervisedSandbox(Generic[H]):
@@ -145,7 +145,7 @@ class SupervisedSandbox(Generic[H]):
         if self.isolation == HOST:
             for spec in self._catalog.specs():
                 if self._pool_settings.pooled(spec.id):
-                    self._host_pool((spec.id, *_fixed_at_start(self._pool_limits)))
+                    self._host_pool((spec.id, *_fixed_at_start(self._pool_limits), ""), spec)
 
     async def readiness(self) -> Mapping[str, str | None]:
         return await self._backend.readiness()
@@ -189,7 +189,7 @@ class SupervisedSandbox(Generic[H]):
             async for event in self._execute_once(job):
                 yield event
             return
-        pool = self._host_pool(kind)
+        pool = self._host_pool(kind, job.language)
         with phase("acquire", **job_attributes(job)) as acquiring:
             reusable = await pool.acquire()
             acquiring.link(reusable.origin)
@@ -251,15 +251,19 @@ class SupervisedSandbox(Generic[H]):
         else:
             pool.release(reusable, clean=True)
 
-    def _host_pool(self, kind: HostKind) -> HostPool[H]:
+    def _host_pool(self, kind: HostKind, spec: LanguageSpec) -> HostPool[H]:
+        """The hosts of `kind`, made on first use; `spec` is the job's (with its
+        package set mounted, if it has one)."""
         pool = self.hosts.get(kind)
         if pool is None:
-            language, memory, processes = kind
-            spec = self._catalog.resolve(language)
+            language, memory, processes, package_set = kind
+            if package_set:
+                self._forget_unused_package_pools()
             limits = replace(self._pool_limits, memory_bytes=memory, max_processes=processes)
             default = _fixed_at_start(self._pool_limits) == (memory, processes)
-            pooled = default and self._pool_settings.pooled(language)
+            pooled = default and not package_set and self._pool_settings.pooled(language)
             name = language if default else f"{language}/{memory >> 20}MiB/{processes}p"
+            name += f"+packages:{package_set[:12]}" if package_set else ""
             pool = HostPool(
                 name,
                 launch=functools.partial(self._launch_reusable, spec, limits),
@@ -267,11 +271,23 @@ class SupervisedSandbox(Generic[H]):
                 settings=self._host_settings,
                 budget=self._budget,
                 minimum=self._host_settings.minimum if pooled else 0,
+                # One set's hosts serve its callers only: kept while used, no spare.
+                spare=not package_set,
             )
             self.hosts[kind] = pool
             if self._started:
                 pool.start()
         return pool
+
+    def _forget_unused_package_pools(self) -> None:
+        """Close the pools of package sets with no host and no recent demand (one
+        per set ever asked for would otherwise pile up)."""
+        for kind, pool in list(self.hosts.items()):
+            if kind[3] and pool.unused:
+                del self.hosts[kind]
+                task = asyncio.get_running_loop().create_task(pool.close())
+                self._recycling.add(task)
+                task.add_done_callback(self._recycling.discard)
 
     async def _launch_reusable(self, spec: LanguageSpec, limits: Limits) -> Reusable[H]:
         with background_phase("launch", language=spec.id, pooled=True, reusable=True) as launch:

@@ -71,6 +71,8 @@ class Allowlist:
                 raise ValueError(f"{where}: no such language on this server") from None
             if not spec.installer:
                 raise ValueError(f"{where}: {spec.id} has no package installer")
+            if spec.id in languages:
+                raise ValueError(f"{where}: {spec.id} has a table already (under another name)")
             if not isinstance(entries, dict):
                 raise ValueError(f'{where} must be a table of package = "versions"')
             kind = KINDS[spec.installer]
@@ -79,9 +81,12 @@ class Allowlist:
                 if not isinstance(versions, str):
                     raise ValueError(f'{where} {name}: the versions must be a string, e.g. "*"')
                 try:
-                    names[kind.check_name(name)] = parse_range(versions)
+                    normalized, allowed = kind.check_name(name), parse_range(versions)
                 except RequirementError as error:
                     raise ValueError(f"{where} {name}: {error}") from None
+                if normalized in names:
+                    raise ValueError(f"{where} {name}: listed twice (as {normalized})")
+                names[normalized] = allowed
             languages[spec.id] = MappingProxyType(names)
         return cls(MappingProxyType(languages))
 

@@ -10,7 +10,8 @@ Layout under the cache's root (the server's `<state-dir>/packages` unless told):
 - `requests/<key>`: what a request asked for (the image, the requirements, the
   index) -> the set its install resolved to, so that a repeated request needs
   neither the installer nor the network.
-- `staging/`: installs under way; what an interrupted one leaves is removed at start.
+- `staging/`: installs under way; what an interrupted one leaves is removed at start,
+  as are the hidden `sets/.<key>.*` folders of a set being moved in or evicted.
 
 Concurrent requests for one set wait for the same install. After an install,
 sets are evicted, least recently used first, until the cache is under its cap;
@@ -27,6 +28,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 import uuid
 from collections import Counter
@@ -120,12 +122,15 @@ class PackageCache:
         self._observer: CacheObserver = observer or _Quiet()
         self._installs: dict[str, asyncio.Future[PackageSet]] = {}
         self._leases: Counter[str] = Counter()
+        self._keeping = threading.Lock()  # two installs that resolve alike keep one set
         root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state folder
         root.mkdir(exist_ok=True, mode=0o700)
         for folder in ("sets", "requests", "staging"):
             (root / folder).mkdir(exist_ok=True)
         shutil.rmtree(root / "staging", ignore_errors=True)
         (root / "staging").mkdir()
+        for stale in (root / "sets").glob(".*"):  # what an interrupted keep or eviction left
+            shutil.rmtree(stale, ignore_errors=True)
         self._observer.size(self.total_bytes())
 
     @contextlib.asynccontextmanager
@@ -232,21 +237,22 @@ class PackageCache:
         payload.mkdir(exist_ok=True)
         size = _harden(payload)
         folder = self._root / "sets" / key
-        if not (folder / MANIFEST).is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            manifest = {
-                "language": spec.id,
-                "image": image,
-                "resolved": dict(resolved),
-                "bytes": size,
-            }
-            (staging / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
-            target = self._root / "sets" / f".{key}.{uuid.uuid4().hex}"
-            target.mkdir()
-            (staging / PAYLOAD).rename(target / PAYLOAD)
-            (staging / MANIFEST).rename(target / MANIFEST)
-            target.rename(folder)
-        os.utime(folder)
+        with self._keeping:  # the check and the move as one, or both would move theirs
+            if not (folder / MANIFEST).is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                manifest = {
+                    "language": spec.id,
+                    "image": image,
+                    "resolved": dict(resolved),
+                    "bytes": size,
+                }
+                (staging / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+                target = self._root / "sets" / f".{key}.{uuid.uuid4().hex}"
+                target.mkdir()
+                (staging / PAYLOAD).rename(target / PAYLOAD)
+                (staging / MANIFEST).rename(target / MANIFEST)
+                target.rename(folder)
+            os.utime(folder)
         return PackageSet(key, folder / PAYLOAD, resolved)
 
     def resolved(self, key: str) -> Mapping[str, str]:

@@ -137,8 +137,18 @@ def _pip_installed(out: Path) -> dict[str, str]:
     }
 
 
+def _semver(version: str) -> str:
+    """`1.3` as `1.3.0`: npm reads a partial version as a range (`1.3` is any 1.3.x,
+    `<=1.2` anything below 1.3), not as the version our grammar means."""
+    parts = version.split(".")
+    return ".".join(parts + ["0"] * (3 - len(parts)))
+
+
 def _npm_spell(requirement: Requirement) -> str:
-    parts = [c.version if c.operator == "==" else str(c) for c in requirement.constraints]
+    parts = [
+        _semver(c.version) if c.operator == "==" else c.operator + _semver(c.version)
+        for c in requirement.constraints
+    ]
     return f"{requirement.name}@{' '.join(parts)}" if parts else requirement.name
 
 

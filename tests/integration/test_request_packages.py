@@ -19,7 +19,14 @@ import pytest
 from codebeaker.client import Client
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
-from tests.integration.conftest import SERVER_KINDS, Server, run, start_server, stop_server
+from tests.integration.conftest import (
+    SERVER_KINDS,
+    Server,
+    our_containers,
+    run,
+    start_server,
+    stop_server,
+)
 from tests.package_index import PackageIndex
 from tests.security.probes import PROBES
 
@@ -106,7 +113,7 @@ def refused(stub: pb_grpc.ExecutionServiceStub, *packages: tuple[str, str]) -> g
 
 
 def test_an_allowed_set_installs_once_then_comes_from_the_cache(
-    stub: pb_grpc.ExecutionServiceStub, index: PackageIndex
+    server: Server, stub: pb_grpc.ExecutionServiceStub, index: PackageIndex
 ) -> None:
     program = "import cbtab\nprint(cbtab.VERSION, cbtab.pad('x'), cbtab.__file__)"
     first = ok(run(stub, "python", program, packages=asking(("cbtab", ""))))
@@ -117,6 +124,14 @@ def test_an_allowed_set_installs_once_then_comes_from_the_cache(
     assert again == first and index.requested == fetched  # a hit: nothing fetched
     pinned = ok(run(stub, "python", program, packages=asking(("cbtab", "==1.0"))))
     assert pinned.startswith(b"1.0 [x]")
+    # Served by reusable hosts of that set, each run in a fresh nested sandbox.
+    package_hosts = set(our_containers(server.instance, "label=io.codebeaker.package-set"))
+    reusable = set(our_containers(server.instance, "label=io.codebeaker.execution=host"))
+    assert package_hosts and package_hosts <= reusable
+    with_tab, listing = asking(("cbtab", "")), "import os; print(os.listdir('/tmp'))"
+    fresh = ok(run(stub, "python", listing, packages=with_tab))
+    ok(run(stub, "python", "open('/tmp/mine', 'w')", packages=with_tab))
+    assert ok(run(stub, "python", listing, packages=with_tab)) == fresh == b"[]\n"
     # Without packages the program runs as ever (its pooled sandbox has none mounted).
     plain = run(stub, "python", "import cbtab")
     assert (

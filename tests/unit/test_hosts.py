@@ -63,7 +63,11 @@ class Backend:
 
 
 def pool_of(
-    backend: Backend, shared: Budget | None = None, minimum: int = 1, **settings: float
+    backend: Backend,
+    shared: Budget | None = None,
+    minimum: int = 1,
+    spare: bool = True,
+    **settings: float,
 ) -> HostPool[FakeHost]:
     values = {"minimum": 1, "maximum": 3, "budget": 8, **settings}
     chosen = HostSettings(**values)  # type: ignore[arg-type]
@@ -75,6 +79,7 @@ def pool_of(
         budget=shared or Budget(chosen.budget),
         minimum=minimum,
         retry_delay=0.01,
+        spare=spare,
     )
 
 
@@ -164,6 +169,25 @@ async def test_past_demand_keeps_a_spare_then_the_count_falls_back_to_the_minimu
     await settle(lambda: backend.alive == 1, within=3.0)
     assert pool.stats().ready == 1
     await pool.close()
+
+
+async def test_a_pool_without_a_spare_keeps_its_peak_then_nothing_and_is_unused() -> None:
+    """A package set's hosts: as many as were busy at once, no spare, none at rest."""
+    backend = Backend()
+    shared = Budget(8)
+    pool = pool_of(backend, shared, minimum=0, spare=False, idle_timeout=0.2)
+    pool.start()
+    assert pool.unused and backend.alive == 0
+    taken = [await pool.acquire() for _ in range(2)]
+    assert not pool.unused
+    for reusable in taken:
+        pool.release(reusable, clean=True)
+    await asyncio.sleep(0.05)
+    assert backend.alive == 2  # kept for the next runs of the set, no third one
+    await settle(lambda: backend.alive == 0, within=3.0)
+    assert pool.unused
+    await pool.close()
+    assert pool not in shared.pools  # a closed pool leaves the budget
 
 
 async def test_a_full_budget_retires_another_languages_longest_idle_host() -> None:
