@@ -61,8 +61,32 @@ DESCRIPTION = (
 )
 SUPERVISOR_IMAGE = ImageNames().supervisor
 SUPERVISOR_DIR = Path(__file__).resolve().parents[1] / "supervisor"
-DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
-LOCAL_BASE_IMAGE = "codebeaker/debian:bookworm"
+# The Debian release every image is built on; the names and sources below follow it.
+DEBIAN_SUITE = "trixie"
+
+
+def pull_candidate(suite: str) -> str:
+    """Debian's own slim image of `suite`, used where it is on the machine or a registry answers."""
+    return f"debian:{suite}-slim"
+
+
+def local_base_image(suite: str) -> str:
+    """The name of our base image of `suite`, built with mmdebstrap."""
+    return f"codebeaker/debian:{suite}"
+
+
+def debian_sources(suite: str) -> tuple[str, ...]:
+    """The mmdebstrap base's apt sources: the release, its updates and its security
+    fixes, so that rebuilds pick up fixes."""
+    return (
+        f"deb http://deb.debian.org/debian {suite} main",
+        f"deb http://deb.debian.org/debian {suite}-updates main",
+        f"deb http://deb.debian.org/debian-security {suite}-security main",
+    )
+
+
+DEFAULT_BASE_IMAGE = pull_candidate(DEBIAN_SUITE)
+LOCAL_BASE_IMAGE = local_base_image(DEBIAN_SUITE)
 BASE_IMAGE_ENV = "CODEBEAKER_BASE_IMAGE"
 # The server's own settings of the same names (`codebeaker serve --help`).
 IMAGE_PREFIX_ENV = "CODEBEAKER_IMAGE_PREFIX"
@@ -79,20 +103,17 @@ LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 _DECLARES_EXTRA_CA = re.compile(rf"^\s*ARG\s+{EXTRA_CA_ARG}\b", re.MULTILINE | re.IGNORECASE)
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
 
-# The mmdebstrap base: updates and security sources so rebuilds pick up fixes;
-# debian:*-slim's dpkg excludes, which persist and keep later apt layers lean.
-DEBIAN_SOURCES = (
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-)
+# The mmdebstrap base: debian:*-slim's dpkg excludes, which persist and keep later
+# apt layers lean.
+DEBIAN_SOURCES = debian_sources(DEBIAN_SUITE)
 DPKG_EXCLUDES = (
     *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")),
     *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("groff", "lintian")),
     "--dpkgopt=path-include=/usr/share/doc/*/copyright",  # after the doc exclude: last match wins
 )
 # Merged /usr the way debootstrap does it; without this hook bookworm's
-# init-system-helpers pulls in usrmerge and, with it, ~50 MB of perl.
+# init-system-helpers pulls in usrmerge and, with it, ~50 MB of perl. Trixie's
+# base-files makes the links itself; there the hook only adds lib32 and libx32.
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 # The image config `docker import` would otherwise leave empty.
 IMPORT_CHANGES = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
@@ -159,7 +180,7 @@ def add_subcommands(
         "--base-image",
         metavar="IMAGE",
         default=environ.get(BASE_IMAGE_ENV) or None,
-        help=f"Debian bookworm image to build on (env {BASE_IMAGE_ENV}; default: "
+        help=f"Debian {DEBIAN_SUITE} image to build on (env {BASE_IMAGE_ENV}; default: "
         f"{DEFAULT_BASE_IMAGE}, else {LOCAL_BASE_IMAGE} built with mmdebstrap)",
     )
     served = [name.strip() for name in environ.get(LANGUAGES_ENV, "").split(",") if name.strip()]
@@ -297,11 +318,14 @@ class Engine(Protocol):
 
     def image_id(self, image: str) -> str | None: ...
     def pull(self, image: str) -> bool: ...
-    def import_debian(self, tag: str) -> None: ...
+    def import_debian(self, tag: str, suite: str) -> None: ...
 
 
-def resolve_base_image(engine: Engine, explicit: str | None) -> tuple[str, str]:
-    """The base image to build on, and how it was obtained (for the progress line)."""
+def resolve_base_image(
+    engine: Engine, explicit: str | None, suite: str = DEBIAN_SUITE
+) -> tuple[str, str]:
+    """The base image to build on (Debian `suite` unless one is given), and how it
+    was obtained (for the progress line)."""
     if explicit:
         if engine.image_id(explicit) or engine.pull(explicit):
             return explicit, "given"
@@ -309,14 +333,15 @@ def resolve_base_image(engine: Engine, explicit: str | None) -> tuple[str, str]:
             f"base image {explicit!r} is not on this machine and could not be pulled; "
             f"build or load it first, or drop --base-image/{BASE_IMAGE_ENV}"
         )
-    for local in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
+    candidate, ours = pull_candidate(suite), local_base_image(suite)
+    for local in (candidate, ours):
         if engine.image_id(local):
             return local, "local"
-    if engine.pull(DEFAULT_BASE_IMAGE):
-        return DEFAULT_BASE_IMAGE, "pulled"
+    if engine.pull(candidate):
+        return candidate, "pulled"
     started = time.monotonic()
-    engine.import_debian(LOCAL_BASE_IMAGE)
-    return LOCAL_BASE_IMAGE, f"built from Debian packages in {time.monotonic() - started:.1f} s"
+    engine.import_debian(ours, suite)
+    return ours, f"built from Debian packages in {time.monotonic() - started:.1f} s"
 
 
 class Docker:
@@ -408,19 +433,19 @@ class Docker:
         if image_id:
             self.run(["image", "rm", image_id])
 
-    def import_debian(self, tag: str) -> None:
-        """Build a minimal Debian bookworm with mmdebstrap and `docker import` it as `tag`."""
+    def import_debian(self, tag: str, suite: str = DEBIAN_SUITE) -> None:
+        """Build a minimal Debian `suite` with mmdebstrap and `docker import` it as `tag`."""
         mmdebstrap = shutil.which("mmdebstrap")
         if mmdebstrap is None:
             raise BuildError(
                 "no Debian base image here, none to pull, and no mmdebstrap to build one: "
                 "run `sudo apt-get install -y mmdebstrap`, or pass --base-image IMAGE "
-                f"(or set {BASE_IMAGE_ENV}) naming a Debian bookworm image you have."
+                f"(or set {BASE_IMAGE_ENV}) naming a Debian {suite} image you have."
             )
         strap_argv = [mmdebstrap, "--variant=minbase", "--quiet", *DPKG_EXCLUDES]
         if MERGED_USR_HOOK.is_dir():
             strap_argv.append(f"--hook-dir={MERGED_USR_HOOK}")
-        strap_argv += ["bookworm", "-", *DEBIAN_SOURCES]
+        strap_argv += [suite, "-", *debian_sources(suite)]
         changes = [f"--change={change}" for change in IMPORT_CHANGES]
         print(f"building {tag} from Debian packages (mmdebstrap, ~30 s)", file=sys.stderr)
         with tempfile.TemporaryFile("w+") as log:

@@ -130,7 +130,7 @@ try:
 except OSError as error:
     print("cannot write", error.errno in (errno.EROFS, errno.EACCES))
 print("read-only root", bool(os.statvfs("/").f_flag & os.ST_RDONLY))
-print(os.getuid(), plt.get_backend())
+print(os.getuid(), plt.get_backend().lower())
 print(sorted(os.listdir(".")), glob.glob("/tmp/matplotlib-*"))
 """
     limits = pb.ResourceLimits(wall_time=seconds(30), cpu_time=seconds(30))

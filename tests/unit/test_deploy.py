@@ -56,13 +56,13 @@ def compose_config(**variables: str) -> str:
 
 def test_the_compose_file_is_valid() -> None:
     config = compose_config(
-        CODEBEAKER_BASE_IMAGE="codebeaker/debian:bookworm", CODEBEAKER_DOCKER_GID="105"
+        CODEBEAKER_BASE_IMAGE="codebeaker/debian:trixie", CODEBEAKER_DOCKER_GID="105"
     )
     for service in ("codebeaker:", "prometheus:", "grafana:", "jaeger:"):
         assert service in config
     assert "/var/run/docker.sock" in config
     assert "OTEL_EXPORTER_OTLP_ENDPOINT: http://jaeger:4317" in config
-    assert "BASE_IMAGE: codebeaker/debian:bookworm" in config
+    assert "BASE_IMAGE: codebeaker/debian:trixie" in config
     assert "DOCKER_GID: '105'" in config
     assert "pull_policy: build" in config
 
@@ -94,7 +94,7 @@ def test_the_server_image_never_falls_back_to_a_docker_hub_base() -> None:
     assert registry_of(default).endswith(".invalid"), default
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile(), re.MULTILINE)
     assert f"BASE_IMAGE: {default}" in compose_config()
-    assert registry_of("codebeaker/debian:bookworm") == "docker.io"  # why it is no default
+    assert registry_of("codebeaker/debian:trixie") == "docker.io"  # why it is no default
 
 
 def test_the_server_runs_unprivileged_in_the_docker_sockets_group() -> None:

@@ -19,6 +19,8 @@ from codebeaker.runtimes.docker.buildcontext import (
     inputs_hash,
 )
 from codebeaker.runtimes.docker.images import (
+    DEBIAN_SOURCES,
+    DEBIAN_SUITE,
     DEFAULT_BASE_IMAGE,
     LOCAL_BASE_IMAGE,
     SUPERVISOR_DIR,
@@ -30,6 +32,7 @@ from codebeaker.runtimes.docker.images import (
     Target,
     add_images_command,
     build,
+    debian_sources,
     decide,
     declares_extra_ca,
     extra_ca_certs,
@@ -51,7 +54,7 @@ from codebeaker.runtimes.docker.labels import (
     packages_from_label,
 )
 
-ARGS = {"BASE_IMAGE": "debian:bookworm-slim", "SUPERVISOR_IMAGE": "codebeaker/supervisor"}
+ARGS = {"BASE_IMAGE": "debian:trixie-slim", "SUPERVISOR_IMAGE": "codebeaker/supervisor"}
 PARENTS = ["sha256:base", "sha256:supervisor"]
 
 
@@ -339,8 +342,8 @@ class FakeEngine:
             self.local.add(image)
         return image in self.local
 
-    def import_debian(self, tag: str) -> None:
-        self.calls.append(f"import {tag}")
+    def import_debian(self, tag: str, suite: str) -> None:
+        self.calls.append(f"import {tag} {suite}")
         self.local.add(tag)
 
 
@@ -373,7 +376,44 @@ def test_base_image_pulls_before_building() -> None:
 def test_base_image_is_built_when_nothing_else_works() -> None:
     engine = FakeEngine(set())
     assert resolve_base_image(engine, None)[0] == LOCAL_BASE_IMAGE
-    assert engine.calls == [f"pull {DEFAULT_BASE_IMAGE}", f"import {LOCAL_BASE_IMAGE}"]
+    assert engine.calls == [f"pull {DEFAULT_BASE_IMAGE}", f"import {LOCAL_BASE_IMAGE} trixie"]
+
+
+def test_the_base_is_debian_trixie() -> None:
+    assert DEBIAN_SUITE == "trixie"
+    assert DEFAULT_BASE_IMAGE == "debian:trixie-slim"
+    assert LOCAL_BASE_IMAGE == "codebeaker/debian:trixie"
+    assert DEBIAN_SOURCES == (
+        "deb http://deb.debian.org/debian trixie main",
+        "deb http://deb.debian.org/debian trixie-updates main",
+        "deb http://deb.debian.org/debian-security trixie-security main",
+    )
+
+
+def test_the_base_suite_is_a_parameter() -> None:
+    engine = FakeEngine(set())
+    assert resolve_base_image(engine, None, "bookworm")[0] == "codebeaker/debian:bookworm"
+    assert engine.calls == [
+        "pull debian:bookworm-slim",
+        "import codebeaker/debian:bookworm bookworm",
+    ]
+    assert resolve_base_image(FakeEngine({"debian:bookworm-slim"}), None, "bookworm") == (
+        "debian:bookworm-slim",
+        "local",
+    )
+    assert debian_sources("bookworm")[2] == (
+        "deb http://deb.debian.org/debian-security bookworm-security main"
+    )
+
+
+def test_every_dockerfile_defaults_to_the_suite() -> None:
+    dockerfiles = [
+        SUPERVISOR_DIR / "Dockerfile",
+        *(s.directory / "Dockerfile" for s in Catalog.load().specs()),
+    ]
+    for dockerfile in dockerfiles:
+        declared = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile.read_text(), re.MULTILINE)
+        assert declared == [DEFAULT_BASE_IMAGE], dockerfile
 
 
 class FakeDocker(Docker):
@@ -421,7 +461,7 @@ class FakeDocker(Docker):
         if image_id:
             self.removed.append(image_id)
 
-    def import_debian(self, tag: str) -> None:
+    def import_debian(self, tag: str, suite: str = DEBIAN_SUITE) -> None:
         raise AssertionError("the fake has a base image")
 
 
