@@ -3,8 +3,9 @@
 Each folder holds a Dockerfile and a `spec.toml`: id, aliases, file name, an
 optional compile command with the patterns that select its sources, the run
 command, the version command, an optional packages command (printing the
-packages baked into the image as a JSON object of name to version) and extra
-environment. Adding a language is
+packages baked into the image as a JSON object of name to version), extra
+environment and `warm` (whether the server keeps a pool or a minimum of hosts
+of it started when `--pool-languages` names none). Adding a language is
 adding a folder; nothing here names a language. Operators add their own
 from outside the installed package (`Catalog.load(extra_dirs=...)`), in the
 same format; a malformed one is a start-up error naming its folder and field,
@@ -60,6 +61,9 @@ class LanguageSpec:
     # variables that point the runtime at a mounted package set.
     installer: str = ""
     installer_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Kept started (a pool or a minimum of hosts) unless --pool-languages says otherwise;
+    # the other languages' hosts follow demand only.
+    warm: bool = False
     # Filled in for one request: the package set mounted read-only at PACKAGES_MOUNT
     # (its cache key and its folder on the host).
     package_set: str = ""
@@ -138,6 +142,7 @@ def load_spec(directory: Path) -> LanguageSpec:
             directory=directory,
             installer=installer,
             installer_env=installer_env,
+            warm=_flag(raw, "warm"),
         )
     except KeyError as error:
         raise ValueError(f"{path}: the field {error.args[0]} is missing") from error
@@ -194,6 +199,13 @@ def _text(raw: Mapping[str, object], key: str) -> str:
     value = raw[key]
     if not isinstance(value, str) or not value:
         raise TypeError(f"the field {key} must be a non-empty string")
+    return value
+
+
+def _flag(raw: Mapping[str, object], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise TypeError(f"the field {key} must be true or false")
     return value
 
 

@@ -34,8 +34,8 @@ class PoolSettings:
 
     # Hosts kept started and waiting, per language (0: launch per request).
     size: int = 2
-    # Languages that get a pool (empty: all); the others launch per request.
-    languages: frozenset[str] = frozenset()
+    # Languages that get a pool (None: all); the others launch per request.
+    languages: frozenset[str] | None = None
     # Launches one language's pool runs at once (an engine serialises much of it).
     parallel: int = 4
 
@@ -44,7 +44,7 @@ class PoolSettings:
             raise ValueError("pool_size must be >= 0 and pool_parallel >= 1")
 
     def pooled(self, language: str) -> bool:
-        return not self.languages or language in self.languages
+        return self.languages is None or language in self.languages
 
 
 @dataclass(frozen=True)

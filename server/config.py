@@ -135,7 +135,9 @@ class PoolConfig:
     )
     pool_parallel: int = setting(4, "container launches one language's pool runs at once")
     pool_languages: str = setting(
-        "", "languages that get a pool (or a minimum of hosts), e.g. python,c; empty: all"
+        "",
+        "languages that get a pool (or a minimum of hosts), e.g. python,c; "
+        "empty: those whose spec.toml says warm = true",
     )
     hosts_min: int = setting(1, "host isolation: hosts kept per language, with or without demand")
     hosts_max: int = setting(8, "host isolation: most hosts of one language and limits at once")
@@ -150,6 +152,8 @@ class PoolConfig:
         """Pool languages resolved to the catalog's ids (ValueError naming the setting)."""
         names = [name.strip() for name in self.pool_languages.split(",") if name.strip()]
         languages = frozenset(language_ids(catalog, names, "pool_languages"))
+        if not names:
+            languages = frozenset(spec.id for spec in catalog.specs() if spec.warm)
         return PoolSettings(self.pool_size, languages, self.pool_parallel)
 
     def host_settings(self) -> HostSettings:

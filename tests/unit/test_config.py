@@ -40,7 +40,7 @@ def test_sizes_take_suffixes() -> None:
         ([], {"CODEBEAKER_DEFAULT_MEMORY": "lots"}, "CODEBEAKER_DEFAULT_MEMORY"),
         (["--default-wall-time", "500", "--max-wall-time", "100"], {}, "wall_time"),
         (["--max-concurrency", "0"], {}, "max_concurrency"),
-        (["--pool-languages", "python,cobol"], {}, "pool_languages"),
+        (["--pool-languages", "python,no-such-language"], {}, "pool_languages"),
         (["--pool-size", "-1"], {}, "pool_size"),
         (["--language-runtimes", "python"], {}, "language_runtimes"),
     ],
@@ -68,8 +68,9 @@ def test_language_names_in_settings_resolve_to_ids() -> None:
     backend = config.backend.settings(catalog)
     assert backend.runtime_for("javascript") == "runsc" and not backend.resizable("javascript")
     assert backend.runtime_for("python") == "runc" and backend.resizable("python")
-    everything = parse_config([], {}).pools.settings(catalog)
-    assert everything.languages == frozenset() and everything.pooled("rust")
+    default = parse_config([], {}).pools.settings(catalog)
+    warm = {spec.id for spec in catalog.specs() if spec.warm}
+    assert default.languages == warm and default.pooled("rust") and "python" in warm
 
 
 def test_settings_are_set_by_name_in_whichever_section_holds_them() -> None:
