@@ -31,7 +31,21 @@ def docker_problem() -> str | None:
     return None
 
 
+def only_on_their_servers(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the items marked `servers(kind, ...)` whose `server` is another kind."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("servers")
+        callspec = getattr(item, "callspec", None)
+        server = callspec.params.get("server") if callspec else None
+        (dropped if marker and server not in marker.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    only_on_their_servers(config, items)
     # A test that stops and restarts the engine runs after every other test.
     items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)
     needs_docker = [item for item in items if item.get_closest_marker("docker")]
