@@ -33,7 +33,8 @@ def docker_problem() -> str | None:
 
 def only_on_their_servers(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the items marked `servers(kind, ...)` whose `server` is another kind."""
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         marker = item.get_closest_marker("servers")
         callspec = getattr(item, "callspec", None)

@@ -64,12 +64,12 @@ def test_language_names_in_settings_resolve_to_ids() -> None:
     catalog = Catalog.load()
     config = parse_config(["--pool-languages", "py, c", "--language-runtimes", "js=runsc"], {})
     pools = config.pools.settings(catalog)
-    assert pools.languages == {"python", "c"} and not pools.pooled("rust")
+    assert pools.languages == frozenset({"python", "c"}) and not pools.pooled("rust")
     backend = config.backend.settings(catalog)
     assert backend.runtime_for("javascript") == "runsc" and not backend.resizable("javascript")
     assert backend.runtime_for("python") == "runc" and backend.resizable("python")
     default = parse_config([], {}).pools.settings(catalog)
-    warm = {spec.id for spec in catalog.specs() if spec.warm}
+    warm = frozenset(spec.id for spec in catalog.specs() if spec.warm)
     assert default.languages == warm and default.pooled("rust") and "python" in warm
 
 
