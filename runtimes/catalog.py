@@ -16,6 +16,11 @@ Commands may use placeholders, replaced per execution:
 entrypoint without its extension) and, in `compile` only, `{sources}` (an
 argument of its own, replaced by every file matching the spec's `sources`
 patterns, sorted).
+
+A language that ties a file's name to its content (Java's public class) says
+so with `file_name_from`: a regular expression whose first group, found in a
+single-file program, names its file (with the default file name's extension);
+`public class Solution` is then `Solution.java` and runs as `Solution`.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class LanguageSpec:
     # variables that point the runtime at a mounted package set.
     installer: str = ""
     installer_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Names a single-file program after what it declares (group 1 + file_name's suffix).
+    file_name_from: re.Pattern[str] | None = None
     # Kept started (a pool or a minimum of hosts) unless --pool-languages says otherwise;
     # the other languages' hosts follow demand only.
     warm: bool = False
@@ -72,6 +79,14 @@ class LanguageSpec:
     @property
     def compiled(self) -> bool:
         return bool(self.compile)
+
+    def file_name_for(self, source: bytes) -> str:
+        """The name a single-file program with this `source` gets when the caller names none."""
+        if self.file_name_from is not None:
+            found = self.file_name_from.search(source.decode("utf-8", errors="replace"))
+            if found and found.group(1):
+                return found.group(1) + PurePosixPath(self.file_name).suffix
+        return self.file_name
 
     def with_package_set(self, key: str, directory: str) -> LanguageSpec:
         """This spec for one request whose package set (cache key, host folder) is
@@ -143,6 +158,7 @@ def load_spec(directory: Path) -> LanguageSpec:
             installer=installer,
             installer_env=installer_env,
             warm=_flag(raw, "warm"),
+            file_name_from=_pattern(raw, "file_name_from"),
         )
     except KeyError as error:
         raise ValueError(f"{path}: the field {error.args[0]} is missing") from error
@@ -200,6 +216,21 @@ def _text(raw: Mapping[str, object], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"the field {key} must be a non-empty string")
     return value
+
+
+def _pattern(raw: Mapping[str, object], key: str) -> re.Pattern[str] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"the field {key} must be a regular expression")
+    try:
+        pattern = re.compile(value)
+    except re.error as error:
+        raise TypeError(f"the field {key} is not a regular expression: {error}") from None
+    if pattern.groups < 1:
+        raise TypeError(f"the field {key} needs a group: the part that names the file")
+    return pattern
 
 
 def _flag(raw: Mapping[str, object], key: str) -> bool:

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from google.protobuf.duration_pb2 import Duration
 
-from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.catalog import Catalog, LanguageSpec
 from codebeaker.runtimes.errors import InvalidRequest, Reason
 from codebeaker.runtimes.limits import LimitPolicy, RequestedLimits
 from codebeaker.runtimes.model import Comparison, Job, Limits, OutputFiles, SourceFile, TestCase
@@ -63,7 +63,7 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
             f"{language.id} {spec.version!r} is not available; this server has {language.version}",
             reason=Reason.VERSION_UNAVAILABLE,
         )
-    files, entrypoint = _program(spec, language.file_name, rules)
+    files, entrypoint = _program(spec, language, rules)
     if len(spec.stdin) > rules.max_stdin:
         raise InvalidRequest(
             "spec.stdin",
@@ -185,20 +185,23 @@ def _language(name: str) -> str:
 
 
 def _program(
-    spec: pb.ExecutionSpec, default_name: str, rules: RequestRules
+    spec: pb.ExecutionSpec, language: LanguageSpec, rules: RequestRules
 ) -> tuple[tuple[SourceFile, ...], str]:
     if spec.source and spec.files:
         raise InvalidRequest(
             "spec.files", "set either source or files, not both", reason=Reason.FIELDS_CONFLICT
         )
     if spec.source:
-        name = _path("spec.entrypoint", spec.entrypoint) if spec.entrypoint else default_name
         if len(spec.source) > rules.max_source:
             raise InvalidRequest(
                 "spec.source",
                 f"{len(spec.source)} bytes is above the maximum {rules.max_source}",
                 reason=Reason.TOO_LARGE,
             )
+        if spec.entrypoint:
+            name = _path("spec.entrypoint", spec.entrypoint)
+        else:
+            name = language.file_name_for(spec.source)
         return (SourceFile(name, spec.source),), name
     if not spec.files:
         raise InvalidRequest(

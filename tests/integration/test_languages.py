@@ -104,3 +104,23 @@ def test_multi_file_program(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSp
     result = response.result
     assert result.status == pb.EXECUTION_STATUS_OK, ok(result)
     assert result.stdout == (EXAMPLES / spec.id / "multi.out").read_bytes()
+
+
+JAVA_SOLUTION = b"""\
+import java.util.Scanner;
+
+public class Solution {
+    public static void main(String[] args) {
+        Scanner in = new Scanner(System.in);
+        System.out.println(in.nextInt() + in.nextInt());
+    }
+}
+"""
+
+
+def test_a_java_public_class_runs_without_naming_its_file(
+    stub: pb_grpc.ExecutionServiceStub,
+) -> None:
+    result = run(stub, "java", JAVA_SOLUTION, stdin=b"2 40\n")
+    assert result.status == pb.EXECUTION_STATUS_OK, ok(result)
+    assert result.stdout == b"42\n"

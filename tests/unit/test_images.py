@@ -560,12 +560,12 @@ def test_run_build_uses_the_real_docker_cli(monkeypatch: pytest.MonkeyPatch) -> 
     assert made[0].builds[0] == SUPERVISOR_IMAGE
 
 
-LUA_SPEC = """\
-id = "lua"
-name = "Lua"
-file_name = "main.lua"
-run = ["lua5.4", "{entrypoint}"]
-version_command = ["lua5.4", "-v"]
+TOY_SPEC = """\
+id = "toy"
+name = "Toy"
+file_name = "main.toy"
+run = ["toy1", "{entrypoint}"]
+version_command = ["toy1", "-v"]
 """
 
 
@@ -606,11 +606,11 @@ def test_prefix_and_tag_name_every_image_and_the_supervisor_they_copy(
 def test_a_languages_dir_is_built_too(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "lua").mkdir()
-    (tmp_path / "lua" / "spec.toml").write_text(LUA_SPEC)
-    (tmp_path / "lua" / "Dockerfile").write_text("FROM scratch\n")
-    (tmp_path / "awk").mkdir()
-    (tmp_path / "awk" / "spec.toml").write_text(LUA_SPEC.replace("lua", "awk"))
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "spec.toml").write_text(TOY_SPEC)
+    (tmp_path / "toy" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "toy2").mkdir()
+    (tmp_path / "toy2" / "spec.toml").write_text(TOY_SPEC.replace("toy", "toy2"))
     made: list[FakeDocker] = []
 
     def fake_docker(verbose: bool = False) -> FakeDocker:
@@ -618,13 +618,13 @@ def test_a_languages_dir_is_built_too(
         return made[-1]
 
     monkeypatch.setattr(images, "Docker", fake_docker)
-    argv = ["images", "build", "--languages-dir", str(tmp_path), "--language", "lua"]
-    argv += ["--language", "awk", "--language", "bash"]
+    argv = ["images", "build", "--languages-dir", str(tmp_path), "--language", "toy"]
+    argv += ["--language", "toy2", "--language", "bash"]
     args = codebeaker_parser().parse_args(argv)
-    assert args.handler(args) == 1  # awk has no Dockerfile
-    assert set(made[0].builds) == {SUPERVISOR_IMAGE, "codebeaker/lua", "codebeaker/bash"}
+    assert args.handler(args) == 1  # toy2 has no Dockerfile
+    assert set(made[0].builds) == {SUPERVISOR_IMAGE, "codebeaker/toy", "codebeaker/bash"}
     captured = capsys.readouterr()
-    assert f"codebeaker/awk: FAILED: {tmp_path / 'awk'} has no Dockerfile" in captured.err
+    assert f"codebeaker/toy2: FAILED: {tmp_path / 'toy2'} has no Dockerfile" in captured.err
 
 
 def test_bad_names_or_language_folders_stop_the_build_before_docker(

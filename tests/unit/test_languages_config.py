@@ -15,13 +15,13 @@ from codebeaker.server.backend import build_sandbox
 from codebeaker.server.config import parse_config
 from codebeaker.server.languages import CatalogConfig
 
-LUA = """\
-id = "lua"
-name = "Lua"
-aliases = ["lua5.4"]
-file_name = "main.lua"
-run = ["lua5.4", "{entrypoint}"]
-version_command = ["lua5.4", "-v"]
+TOY = """\
+id = "toy"
+name = "Toy"
+aliases = ["toy1"]
+file_name = "main.toy"
+run = ["toy1", "{entrypoint}"]
+version_command = ["toy1", "-v"]
 """
 DOCKERFILE = "ARG BASE_IMAGE\nARG SUPERVISOR_IMAGE\nFROM ${BASE_IMAGE}\n"
 
@@ -58,29 +58,32 @@ def test_settings_that_name_unserved_languages_are_refused() -> None:
 
 
 def test_a_languages_dir_adds_its_languages(tmp_path: Path) -> None:
-    language(tmp_path, "lua", LUA)
+    language(tmp_path, "toy", TOY)
     (tmp_path / ".git").mkdir()  # hidden folders are not languages
     config = parse_config([], {"CODEBEAKER_LANGUAGES_DIR": str(tmp_path)})
     catalog = config.catalog.catalog()
-    lua = catalog.resolve("LUA5.4")
-    assert (lua.id, lua.directory) == ("lua", tmp_path / "lua")
+    toy = catalog.resolve("TOY1")
+    assert (toy.id, toy.directory) == ("toy", tmp_path / "toy")
     assert catalog.resolve("python").id == "python"  # the built-ins stay
-    only = parse_config(["--languages-dir", str(tmp_path), "--languages", "lua"], {})
-    assert [spec.id for spec in only.catalog.catalog().specs()] == ["lua"]
+    only = parse_config(["--languages-dir", str(tmp_path), "--languages", "toy"], {})
+    assert [spec.id for spec in only.catalog.catalog().specs()] == ["toy"]
 
 
 @pytest.mark.parametrize(
     ("folder", "spec", "problem"),
     [
-        ("lua", LUA.replace('name = "Lua"\n', ""), "the field name is missing"),
-        ("lua", LUA.replace('["lua5.4", "-v"]', '"lua5.4 -v"'), "version_command must be a list"),
-        ("lua", LUA.replace("id =", "id = = "), "spec.toml: Invalid"),
-        ("lua", LUA.replace('run = ["lua5.4", "{entrypoint}"]', 'run = ["lua5.4"]'), "mention"),
-        ("lua", LUA.replace('id = "lua"', 'id = "moon"'), "must match its folder name"),
-        ("Lua", LUA.replace('id = "lua"', 'id = "Lua"'), "must be lowercase"),
-        ("python", LUA.replace("lua", "python"), "the id 'python' is taken by the language in"),
-        ("lua", LUA.replace('["lua5.4"]', '["py"]'), "the name 'py' is already claimed"),
-        ("lua", LUA + 'packages_command = "lua5.4 -l pkgs"\n', "packages_command must be a list"),
+        ("toy", TOY.replace('name = "Toy"\n', ""), "the field name is missing"),
+        ("toy", TOY.replace('["toy1", "-v"]', '"toy1 -v"'), "version_command must be a list"),
+        ("toy", TOY.replace("id =", "id = = "), "spec.toml: Invalid"),
+        ("toy", TOY.replace('run = ["toy1", "{entrypoint}"]', 'run = ["toy1"]'), "mention"),
+        ("toy", TOY.replace('id = "toy"', 'id = "moon"'), "must match its folder name"),
+        ("Toy", TOY.replace('id = "toy"', 'id = "Toy"'), "must be lowercase"),
+        ("python", TOY.replace("toy", "python"), "the id 'python' is taken by the language in"),
+        ("toy", TOY.replace('["toy1"]', '["py"]'), "the name 'py' is already claimed"),
+        ("toy", TOY + 'packages_command = "toy1 -l pkgs"\n', "packages_command must be a list"),
+        ("toy", TOY + "warm = 1\n", "warm must be true or false"),
+        ("toy", TOY + "file_name_from = '(unclosed'\n", "file_name_from is not a regular"),
+        ("toy", TOY + "file_name_from = 'class \\w+'\n", "file_name_from needs a group"),
     ],
 )
 def test_a_broken_language_folder_is_refused_naming_folder_and_field(
@@ -98,9 +101,9 @@ def test_python_and_javascript_say_how_to_list_their_packages(tmp_path: Path) ->
     assert catalog.resolve("python").packages_command[0] == "python3"
     assert catalog.resolve("js").packages_command[0] == "node"
     assert catalog.resolve("bash").packages_command == ()
-    language(tmp_path, "lua", LUA + 'packages_command = ["lua5.4", "pkgs.lua"]\n')
-    lua = CatalogConfig(languages_dir=str(tmp_path)).catalog().resolve("lua")
-    assert lua.packages_command == ("lua5.4", "pkgs.lua")
+    language(tmp_path, "toy", TOY + 'packages_command = ["toy1", "pkgs.toy"]\n')
+    toy = CatalogConfig(languages_dir=str(tmp_path)).catalog().resolve("toy")
+    assert toy.packages_command == ("toy1", "pkgs.toy")
 
 
 def test_the_catalog_takes_the_packages_read_from_the_images() -> None:

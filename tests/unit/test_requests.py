@@ -143,3 +143,34 @@ def test_compile_memory_of_its_own_unless_the_sandbox_cannot_resize() -> None:
         build_job(spec, gvisor)
     assert caught.value.field == "spec.compile_limits.memory_bytes"
     assert "gVisor" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        (
+            b"import java.util.*;\n\npublic class Solution {\n  public static void main(String[] a) {}\n}\n",
+            "Solution.java",
+        ),
+        (
+            b"class Helper {}\npublic final class Judge {\n  public static class Inner {}\n}\n",
+            "Judge.java",
+        ),
+        (b"public record Point(int x, int y) {}\n", "Point.java"),
+        (b"class Main { public static void main(String[] a) {} }\n", "Main.java"),
+        (b"// no class at all\n", "Main.java"),
+    ],
+)
+def test_a_java_program_is_named_after_its_public_class(source: bytes, name: str) -> None:
+    job = build_job(pb.ExecutionSpec(language="java", source=source), RULES)
+    assert job.entrypoint == name and [f.path for f in job.files] == [name]
+    assert job.language.command(job.entrypoint, [])[-1] == name.removesuffix(".java")
+
+
+def test_a_named_entrypoint_wins_over_the_public_class() -> None:
+    source = b"public class Solution {}\n"
+    spec = pb.ExecutionSpec(language="java", source=source, entrypoint="Solution2.java")
+    assert build_job(spec, RULES).entrypoint == "Solution2.java"
+    assert build_job(pb.ExecutionSpec(language="python", source=source), RULES).entrypoint == (
+        "main.py"
+    )
