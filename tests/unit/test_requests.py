@@ -149,7 +149,8 @@ def test_compile_memory_of_its_own_unless_the_sandbox_cannot_resize() -> None:
     ("source", "name"),
     [
         (
-            b"import java.util.*;\n\npublic class Solution {\n  public static void main(String[] a) {}\n}\n",
+            b"import java.util.*;\n\npublic class Solution {\n"
+            b"  public static void main(String[] a) {}\n}\n",
             "Solution.java",
         ),
         (
