@@ -34,8 +34,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -97,6 +99,9 @@ PULL_TIMEOUT = 20.0
 ENGINE_TIMEOUT = 15.0
 VERSION_TIMEOUT = 60.0
 TAIL_LINES = 40
+# Language images built at once: most of a build is fetching and unpacking Debian's
+# packages, which overlap well even on two cores.
+DEFAULT_JOBS = 3
 # The build arg that carries this host's CA certificates, for Dockerfiles that declare it.
 EXTRA_CA_ARG = "EXTRA_CA_CERTS"
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -134,6 +139,7 @@ class Options:
     supervisor_dir: Path = SUPERVISOR_DIR
     images: ImageNames = field(default_factory=ImageNames)
     languages_dir: Path | None = None
+    jobs: int = DEFAULT_JOBS
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,14 @@ def add_subcommands(
         f"env {LANGUAGES_DIR_ENV})",
     )
     command.add_argument("--force", action="store_true", help="rebuild without Docker's cache")
+    command.add_argument(
+        "-j",
+        "--jobs",
+        metavar="N",
+        type=int,
+        default=None,
+        help=f"language images built at once (default {DEFAULT_JOBS}; 1 with --verbose)",
+    )
     command.add_argument("-v", "--verbose", action="store_true", help="stream Docker's output")
     # A stand-in supervisor build context, for testing this tool on its own.
     command.add_argument(
@@ -226,6 +240,9 @@ def options_from(args: argparse.Namespace) -> Options:
     """The options of a parsed `build`; a ValueError for an image prefix or tag
     Docker would refuse."""
     languages = args.language if args.language is not None else args.served_languages
+    jobs = args.jobs if args.jobs is not None else 1 if args.verbose else DEFAULT_JOBS
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, not {jobs}")
     return Options(
         args.base_image,
         tuple(languages),
@@ -234,6 +251,7 @@ def options_from(args: argparse.Namespace) -> Options:
         args.supervisor_dir,
         ImageNames(args.image_prefix, args.image_tag),
         args.languages_dir,
+        jobs,
     )
 
 
@@ -570,14 +588,64 @@ def select(catalog: Catalog, wanted: Sequence[str]) -> list[LanguageSpec]:
     return sorted(chosen.values(), key=lambda spec: spec.id)
 
 
-def _ensure(docker: Docker, target: Target, parents: Sequence[str], options: Options) -> Outcome:
-    outcome = ensure_image(docker, target, parents, options.force)
-    print(outcome.line, flush=True)
-    return outcome
+class Progress:
+    """One line per image as it is done, numbered (`[3/30] ...`), from any thread."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def report(self, line: str, failed: bool = False) -> None:
+        with self._lock:
+            self.done += 1
+            print(
+                f"[{self.done}/{self.total}] {line}",
+                file=sys.stderr if failed else sys.stdout,
+                flush=True,
+            )
+
+
+def _targets(spec: LanguageSpec, base: str, options: Options) -> list[Target]:
+    """A language's image, then its installer's (a stage of the same Dockerfile)."""
+    supervisor_image = options.images.supervisor
+    args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": supervisor_image}
+    if declares_extra_ca(spec.directory / "Dockerfile"):
+        args[EXTRA_CA_ARG] = extra_ca_certs()
+    image = image_for(spec, options.images)
+    targets = [Target(image, spec.directory, args, spec.version_command, spec.packages_command)]
+    if spec.installer:
+        installer = installer_image_for(spec, options.images)
+        targets.append(Target(installer, spec.directory, args, stage=INSTALLER_STAGE))
+    return targets
+
+
+def _build_language(
+    docker: Docker,
+    spec: LanguageSpec,
+    targets: Sequence[Target],
+    parents: Sequence[str],
+    options: Options,
+    tally: Tally,
+    progress: Progress,
+) -> None:
+    for target in targets:
+        try:
+            if not (spec.directory / "Dockerfile").is_file():
+                raise BuildError(f"{spec.directory} has no Dockerfile")
+            outcome = ensure_image(docker, target, parents, options.force)
+        except BuildError as error:
+            # One broken language must not hold back the others.
+            progress.report(f"{target.image}: FAILED: {error}", failed=True)
+            tally.failed.append(target.image)
+        else:
+            progress.report(outcome.line)
+            tally.add(outcome)
 
 
 def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
-    """Build everything asked for; a failed image is counted, the others still built.
+    """Build everything asked for, `options.jobs` languages at once; a failed image
+    is counted, the others still built.
 
     Raises BuildError only for what stops every image (no engine, no base image).
     """
@@ -589,33 +657,30 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
     tally = Tally()
     supervisor_image = options.images.supervisor
     supervisor = Target(supervisor_image, options.supervisor_dir, {"BASE_IMAGE": base})
+    work = [(spec, _targets(spec, base, options)) for spec in specs]
+    progress = Progress(1 + sum(len(targets) for _, targets in work))
     try:
-        tally.add(_ensure(docker, supervisor, [base_id], options))
+        outcome = ensure_image(docker, supervisor, [base_id], options.force)
+        progress.report(outcome.line)
+        tally.add(outcome)
         supervisor_id = docker.require_id(supervisor_image)
     except BuildError as error:
         # Every language image copies the supervisor in: none can be built.
-        print(f"{supervisor_image}: FAILED: {error}", file=sys.stderr, flush=True)
+        progress.report(f"{supervisor_image}: FAILED: {error}", failed=True)
         tally.failed.append(supervisor_image)
         tally.not_attempted = len(specs)
         return tally
-    for spec in specs:
-        args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": supervisor_image}
-        if declares_extra_ca(spec.directory / "Dockerfile"):
-            args[EXTRA_CA_ARG] = extra_ca_certs()
-        image = image_for(spec, options.images)
-        targets = [Target(image, spec.directory, args, spec.version_command, spec.packages_command)]
-        if spec.installer:
-            installer = installer_image_for(spec, options.images)
-            targets.append(Target(installer, spec.directory, args, stage=INSTALLER_STAGE))
-        for target in targets:
-            try:
-                if not (spec.directory / "Dockerfile").is_file():
-                    raise BuildError(f"{spec.directory} has no Dockerfile")
-                tally.add(_ensure(docker, target, [base_id, supervisor_id], options))
-            except BuildError as error:
-                # One broken language must not hold back the others.
-                print(f"{target.image}: FAILED: {error}", file=sys.stderr, flush=True)
-                tally.failed.append(target.image)
+    parents = [base_id, supervisor_id]
+    pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="image-build")
+    try:
+        futures = [
+            pool.submit(_build_language, docker, spec, targets, parents, options, tally, progress)
+            for spec, targets in work
+        ]
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return tally
 
 

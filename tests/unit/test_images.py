@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -292,7 +293,7 @@ def test_images_build_subcommand(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert options_from(args) == Options()
     flags = ["--base-image", "b", "--language", "py", "--force", "-v", "--supervisor-dir", "s"]
     args = codebeaker_parser().parse_args(["images", "build", *flags])
-    assert options_from(args) == Options("b", ("py",), True, True, Path("s"))
+    assert options_from(args) == Options("b", ("py",), True, True, Path("s"), jobs=1)
     monkeypatch.setenv("CODEBEAKER_BASE_IMAGE", "from-env")
     assert options_from(codebeaker_parser().parse_args(["images", "build"])).base_image == (
         "from-env"
@@ -429,6 +430,7 @@ class FakeDocker(Docker):
         self.build_args: dict[str, Mapping[str, str]] = {}
         self.stages: dict[str, str] = {}
         self.removed: list[str] = []
+        self.lock = threading.Lock()  # the builder runs several builds at once
 
     def check_engine(self) -> None:
         pass
@@ -447,10 +449,11 @@ class FakeDocker(Docker):
     def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
         if target.image in self.broken:
             raise BuildError(f"`docker build` of {target.image} failed")
-        self.builds.append(target.image)
-        self.build_args[target.image] = target.build_args
-        self.stages[target.image] = target.stage
-        self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
+        with self.lock:
+            self.builds.append(target.image)
+            self.build_args[target.image] = target.build_args
+            self.stages[target.image] = target.stage
+            self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
 
     def run_in(self, image: str, command: Sequence[str]) -> str:
         if any("json" in part.lower() for part in command):  # a packages_command
@@ -489,6 +492,38 @@ def test_tally_summary() -> None:
     )
 
 
+class MeetingDocker(FakeDocker):
+    """A fake whose language builds each wait until `parties` of them run at once."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.meeting = threading.Barrier(parties, timeout=5)
+
+    def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
+        if target.image != SUPERVISOR_IMAGE and "version" not in str(labels):
+            self.meeting.wait()  # BrokenBarrierError unless the others build meanwhile
+        super().build(target, labels, no_cache)
+
+
+def test_languages_build_at_once_with_numbered_progress(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    docker = MeetingDocker(parties=3)
+    options = Options(languages=("c", "go", "rust"), jobs=3)
+    assert build(options, docker, Catalog.load()) == 0
+    out = capsys.readouterr().out
+    assert sorted(re.findall(r"^\[(\d)/4\] ", out, re.M)) == ["1", "2", "3", "4"]
+    assert summary_of(out) == "4 ready (4 built, 0 up to date, 0 failed)"
+
+
+def test_jobs_are_parsed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODEBEAKER_LANGUAGES", raising=False)
+    parsed = codebeaker_parser().parse_args(["images", "build", "-j", "5"])
+    assert options_from(parsed).jobs == 5
+    with pytest.raises(ValueError, match="--jobs must be at least 1"):
+        options_from(codebeaker_parser().parse_args(["images", "build", "--jobs", "0"]))
+
+
 def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     docker, catalog = FakeDocker(), Catalog.load()
     options = Options(languages=("py", "c"))
@@ -504,7 +539,7 @@ def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[st
     }
     for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python"):
         assert f"building {image} ..." in captured.err
-        assert re.search(f"^{image}: built in .* s", captured.out, re.M)
+        assert re.search(rf"^\[\d+/4\] {image}: built in .* s", captured.out, re.M)
     assert "codebeaker/python: built in" in captured.out
     assert "(version 1.0, 2 packages)" in captured.out
     assert docker.labels("codebeaker/python")[PACKAGES_LABEL] == (
