@@ -35,6 +35,9 @@ from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "languages"
 RESULTS = ROOT / "bench" / "results" / "languages.json"
+# Each language's hello-world figures for the README's language table, kept in git
+# (`make readme` renders them; a run updates the languages it measured).
+RECORDED = ROOT / "bench" / "recorded" / "languages.json"
 HELLO = b"Hello, World!\n"
 CALL_TIMEOUT = 120.0
 
@@ -55,17 +58,21 @@ def hello_source(spec: LanguageSpec) -> bytes:
 
 
 def _bare_script(spec: LanguageSpec, total: int) -> str:
+    """A shell loop: each iteration compiles and runs the hello world in a fresh
+    folder (no build output kept from the last), timing only the commands."""
     source = base64.b64encode(hello_source(spec)).decode()
+    name = shlex.quote(spec.file_name)
     steps = []
     if spec.compiled:
         steps.append(shlex.join(spec.compile_command(spec.file_name, [spec.file_name])))
     steps.append(shlex.join(spec.command(spec.file_name, ())) + " > out.txt")
     body = " && ".join(steps)
     return (
-        f"echo {source} | base64 -d > {shlex.quote(spec.file_name)} && "
+        f"echo {source} | base64 -d > /tmp/hello.src && "
         f"for i in $(seq {total}); do "
+        f"mkdir /workspace/r$i && cd /workspace/r$i && cp /tmp/hello.src {name} && "
         f"t0=$(date +%s%N); {body} || exit 1; t1=$(date +%s%N); "
-        f"echo $(( (t1 - t0) / 1000 )); rm -rf .program .program.exe .classes .js; done"
+        f"echo $(( (t1 - t0) / 1000 )); cd /workspace && rm -rf /workspace/r$i; done"
     )
 
 
@@ -171,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between calls")
     parser.add_argument("--languages", default="", help="comma-separated ids (default: all)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--record", type=Path, default=RECORDED, help="figures for the README (merged)"
+    )
     args = parser.parse_args(argv)
     catalog = Catalog.load()
     wanted = [n for n in args.languages.split(",") if n]
@@ -181,16 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     cold: dict[str, Summary] = {}
     reported: dict[str, list[tuple[float, float]]] = {s.id: [] for s in specs}
 
+    versions: dict[str, str] = {}
+
     def run_warm(stub: pb_grpc.ExecutionServiceStub) -> None:
         for s in specs:
             warm[s.id] = measure_service(stub, s, args.warmup, args.runs, args.gap, reported[s.id])
+        # Asked last: the server learns the versions from the images once it is serving.
+        listed = stub.ListRuntimes(pb.ListRuntimesRequest(), timeout=CALL_TIMEOUT).runtimes
+        versions.update({runtime.language: runtime.version for runtime in listed})
 
     def run_cold(stub: pb_grpc.ExecutionServiceStub) -> None:
         for s in specs:
             cold[s.id] = measure_service(stub, s, 1, max(args.runs // 2, 3), args.gap)
 
-    with_server(["--pool-size", "1"], run_id, "warm", run_warm)
-    with_server(["--pool-size", "0"], run_id, "cold", run_cold)
+    # Warm: reusable hosts (the default), each language's after its warm-up calls.
+    # Cold: a container created and started for every call, no pool.
+    with_server([], run_id, "warm", run_warm)
+    with_server(["--isolation", "container", "--pool-size", "0"], run_id, "cold", run_cold)
     rows = [
         Row(
             s.id,
@@ -218,7 +235,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
+    record(rows, versions, document["started"], args.record)
     return 0
+
+
+def record(rows: list[Row], versions: dict[str, str], started: str, path: Path) -> None:
+    """Merge this run's medians into the recorded figures the README shows."""
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    for row in rows:
+        recorded[row.language] = {
+            "version": versions.get(row.language, ""),
+            "measured": started[:10],
+            "floor_ms": round(row.bare.median, 1),
+            "warm_ms": round(row.warm.median, 1),
+            "cold_ms": round(row.cold.median, 1),
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(recorded.items())), indent=2) + "\n")
 
 
 if __name__ == "__main__":
