@@ -7,13 +7,31 @@ from pathlib import Path
 import pytest
 
 from codebeaker.runtimes.catalog import Catalog, glob_match, load_spec
-from tools.language_table import END, START, main, markdown_table, rewrite
+from tools.language_table import END, START, main, markdown_table, recorded_figures, rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_language_table_is_generated_from_the_specs() -> None:
     assert main([str(ROOT / "README.md"), "--check"]) == 0, "run `make readme`"
+
+
+def test_every_language_has_recorded_hello_world_figures() -> None:
+    figures = recorded_figures()
+    missing = [spec.id for spec in Catalog.load().specs() if spec.id not in figures]
+    assert not missing, f"run `python -m bench.languages --languages {','.join(missing)}`"
+    for language, measured in figures.items():
+        assert measured["version"], language
+        assert 0 < float(str(measured["warm_ms"])) <= float(str(measured["cold_ms"])) * 1.5
+
+
+def test_the_table_shows_version_and_hello_world_figures() -> None:
+    figures: dict[str, dict[str, object]] = {
+        "python": {"version": "3.13.5", "warm_ms": 17.0, "cold_ms": 102.0}
+    }
+    table = markdown_table(Catalog.load(), figures)
+    assert "| Python | `python` | 3.13.5 |" in table and "| 17.0 / 102.0 |" in table
+    assert "| Bash | `bash` | — |" in table
 
 
 def test_rewrite_replaces_only_between_the_markers() -> None:
