@@ -220,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         for s in specs
     ]
     print(render(rows))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     document = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": started,
         "languages": {
             row.language: {
                 "bare": row.bare.to_json(),
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
-    record(rows, versions, document["started"], args.record)
+    record(rows, versions, started, args.record)
     return 0
 
 

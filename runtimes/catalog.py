@@ -110,6 +110,13 @@ class LanguageSpec:
         return tuple(argv)
 
 
+def version_matches(asked: str, version: str) -> bool:
+    """Whether `asked` names `version`: the same, or a prefix of whole dotted parts
+    (`3.13` and `3` name 3.13.5; `3.1` does not)."""
+    asked = asked.strip()
+    return bool(asked) and (version == asked or version.startswith(asked + "."))
+
+
 def _fill(part: str, entrypoint: str) -> str:
     stem = str(PurePosixPath(entrypoint).with_suffix("")) if "." in entrypoint else entrypoint
     return part.replace(ENTRYPOINT_PLACEHOLDER, entrypoint).replace(STEM_PLACEHOLDER, stem)

@@ -41,6 +41,7 @@ from codebeaker.server.requests import (
     _plain_string,
     _seconds,
     asked_packages,
+    check_version,
 )
 from codebeaker.server.responses import file_messages
 from codebeaker.server.sessions.config import SessionConfig, SessionPolicy
@@ -304,12 +305,7 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
                 "session.language", "required (e.g. python, bash)", reason=Reason.FIELD_REQUIRED
             )
         spec = self._catalog().resolve(asked.language, "session.language")
-        if asked.version and spec.version and asked.version != spec.version:
-            raise InvalidRequest(
-                "session.version",
-                f"{spec.id} {asked.version!r} is not available; this server has {spec.version}",
-                reason=Reason.VERSION_UNAVAILABLE,
-            )
+        check_version(spec, asked.version, "session.version")
         if request.session_id and not SESSION_ID.fullmatch(request.session_id):
             raise InvalidRequest(
                 "session_id",

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.catalog import Catalog, version_matches
 from codebeaker.runtimes.errors import InvalidRequest
 from codebeaker.runtimes.limits import DEFAULT_POLICY
 from codebeaker.runtimes.model import Comparison, TestCase
@@ -175,3 +175,35 @@ def test_a_named_entrypoint_wins_over_the_public_class() -> None:
     assert build_job(pb.ExecutionSpec(language="python", source=source), RULES).entrypoint == (
         "main.py"
     )
+
+
+@pytest.mark.parametrize(
+    ("asked", "version", "matches"),
+    [
+        ("3.13.5", "3.13.5", True),
+        ("3.13", "3.13.5", True),
+        ("3", "3.13.5", True),
+        (" 3.13 ", "3.13.5", True),
+        ("3.1", "3.13.5", False),
+        ("3.13.", "3.13.5", False),
+        ("3.11", "3.13.5", False),
+        ("", "3.13.5", False),
+        ("27.3", "27.3.4.1", True),
+    ],
+)
+def test_a_version_is_named_exactly_or_by_a_prefix_of_whole_parts(
+    asked: str, version: str, matches: bool
+) -> None:
+    assert version_matches(asked, version) is matches
+
+
+def test_version_selection_takes_the_default_a_prefix_or_refuses_listing_what_there_is() -> None:
+    catalog = Catalog.load().with_versions({"python": "3.13.5"})
+    rules = replace(RULES, catalog=catalog)
+    for asked in ("", "3", "3.13", "3.13.5"):
+        spec = pb.ExecutionSpec(language="python", source=b"print(1)", version=asked)
+        assert build_job(spec, rules).language.version == "3.13.5"
+    with pytest.raises(InvalidRequest) as caught:
+        build_job(pb.ExecutionSpec(language="python", source=b"x", version="3.11"), rules)
+    assert caught.value.field == "spec.version" and caught.value.reason == "VERSION_UNAVAILABLE"
+    assert "3.13.5" in str(caught.value) and "'3.13'" in str(caught.value)

@@ -351,7 +351,9 @@ class ExecutionSpec(_message.Message):
     language: _builtins.str
     """Language id or alias, e.g. "python", "py", "javascript", "js"."""
     version: _builtins.str
-    """Optional language version; empty means the server's default."""
+    """Optional language version; empty means the server's default. Exact
+    ("3.13.5") or a prefix of whole dotted parts ("3.13", "3").
+    """
     source: _builtins.bytes
     """The single-file program. Either source or files must be set."""
     entrypoint: _builtins.str
