@@ -61,7 +61,7 @@ def scraped() -> Iterator[tuple[InProcessServer, Prometheus]]:
             for language, source, limits, status in RUNS:
                 assert client.execute(language, source, limits=limits).status is status
             with pytest.raises(InvalidArgumentError):
-                client.execute("cobol", "DISPLAY 'HI'.")
+                client.execute("no-such-language", "DISPLAY 'HI'.")
         with prometheus([target]) as running:
             yield server, running
 

@@ -211,11 +211,11 @@ def test_arguments_environment_and_limits_reach_the_server(fake: FakeServer, pro
 
 
 def test_unknown_language_exits_2_with_the_servers_message(fake: FakeServer, program: Path) -> None:
-    done = codebeaker("run", program, "-l", "cobol", "--address", fake.address)
+    done = codebeaker("run", program, "-l", "no-such-language", "--address", fake.address)
     assert done.returncode == 2
     assert done.stdout == b""
     assert done.stderr == (
-        b"codebeaker: invalid request: spec.language: unknown language 'cobol'; "
+        b"codebeaker: invalid request: spec.language: unknown language 'no-such-language'; "
         b"known languages: c, cpp, javascript, python\n"
     )
 

@@ -104,7 +104,7 @@ def test_submit_works_from_the_console_script(fake: FakeQueue, address: str, pro
 
 
 def test_submit_refused_exits_as_run_would(address: str, program: Path) -> None:
-    done = codebeaker("submit", "-l", "cobol", program, "--address", address)
+    done = codebeaker("submit", "-l", "no-such-language", program, "--address", address)
     assert done.returncode == 2
     assert done.stderr == b"codebeaker: invalid request: unknown language\n"
 

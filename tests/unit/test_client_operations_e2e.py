@@ -105,7 +105,7 @@ async def test_the_blocking_client_cancels_and_sees_failures(tmp_path: Path) -> 
                     failed.wait(timeout=30)
                 assert failed.state is OperationState.FAILED
                 with pytest.raises(InvalidArgumentError) as invalid:
-                    client.submit("cobol", "x")
+                    client.submit("no-such-language", "x")
                 assert [v.field for v in invalid.value.field_violations] == ["spec.language"]
                 with pytest.raises(NotFoundError):
                     client.get_operation("operations/nope")

@@ -71,7 +71,7 @@ async def test_the_same_request_id_is_the_same_operation(tmp_path: Path) -> None
 async def test_a_spec_is_refused_exactly_as_execute_refuses_it(tmp_path: Path) -> None:
     async with queue_server(tmp_path) as q:
         bad = [
-            pb.ExecutionSpec(language="cobol", source=b"x"),
+            pb.ExecutionSpec(language="no-such-language", source=b"x"),
             pb.ExecutionSpec(language="python"),
             pb.ExecutionSpec(language="python", source=b"x", args=["a\0b"]),
         ]

@@ -94,7 +94,7 @@ def test_an_empty_file_allows_nothing(tmp_path: Path, catalog: Catalog) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ('[cobol]\nx = "*"\n', r"\[cobol\]: no such language on this server"),
+        ('[no-such-language]\nx = "*"\n', r"\[no-such-language\]: no such language on this server"),
         ('[c]\nx = "*"\n', r"\[c\]: c has no package installer"),
         ('[gcc]\nx = "*"\n', r"\[gcc\]: c has no package installer"),  # an alias of c
         ('python = "tabulate"\n', r'\[python\] must be a table of package = "versions"'),

@@ -140,11 +140,14 @@ async def test_bad_requests_are_invalid_argument_naming_the_field(
     assert running.sandbox.jobs == []
 
 
-@pytest.mark.parametrize("language", ["cobol", "../../bin/sh", "python; rm -rf /", "\x00"])
+@pytest.mark.parametrize(
+    "language", ["no-such-language", "../../bin/sh", "python; rm -rf /", "\x00"]
+)
 async def test_unknown_language_lists_known_ones(running: Running, language: str) -> None:
     error = await expect_error(running, spec("out x", language=language))
     assert status_of(error) == grpc.StatusCode.INVALID_ARGUMENT
-    assert "javascript, php, python" in (error.details() or "")
+    listed = (error.details() or "").replace(",", " ").split()
+    assert {"javascript", "php", "python"} <= set(listed)
 
 
 async def test_engine_unavailable_is_unavailable(running: Running) -> None:
