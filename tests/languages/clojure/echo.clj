@@ -1,0 +1,4 @@
+(require '[clojure.java.io :as io])
+
+(io/copy System/in System/out)
+(.flush System/out)

@@ -1,0 +1,3 @@
+(binding [*out* *err*]
+  (println "failing on purpose"))
+(System/exit 3)

@@ -1,0 +1,2 @@
+System.err.println "failing on purpose"
+System.exit(3)

@@ -1,0 +1,3 @@
+class Greeter {
+    static String greet(String who) { "Hello, ${who}!" }
+}
