@@ -1,0 +1,4 @@
+BEGIN {
+    print "failing on purpose" > "/dev/stderr"
+    exit 3
+}

@@ -1,0 +1,2 @@
+io.stderr:write("failing on purpose\n")
+os.exit(3)

@@ -1,0 +1,2 @@
+(display "failing on purpose\n" (current-error-port))
+(exit 3)

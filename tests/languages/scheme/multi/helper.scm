@@ -1,0 +1,5 @@
+(define-module (helper)
+  #:export (add twice))
+
+(define (add a b) (+ a b))
+(define (twice x) (* 2 x))

@@ -1,0 +1,3 @@
+.output stderr
+SELECT 'failing on purpose';
+.exit 3

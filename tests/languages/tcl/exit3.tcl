@@ -1,0 +1,2 @@
+puts stderr "failing on purpose"
+exit 3

@@ -1,0 +1,4 @@
+namespace eval helper {
+    proc add {a b} { expr {$a + $b} }
+    proc twice {x} { expr {2 * $x} }
+}
