@@ -1,0 +1,4 @@
+        global  _start
+        section .text
+_start: mov     eax, undefined_symbol_here
+        frobnicate eax

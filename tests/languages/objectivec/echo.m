@@ -1,0 +1,9 @@
+#import <Foundation/Foundation.h>
+
+int main(void) {
+    NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
+    NSData *input = [[NSFileHandle fileHandleWithStandardInput] readDataToEndOfFile];
+    [[NSFileHandle fileHandleWithStandardOutput] writeData:input];
+    [pool drain];
+    return 0;
+}

@@ -1,0 +1,5 @@
+#import <Foundation/Foundation.h>
+
+int main(void) {
+    return 3;
+}

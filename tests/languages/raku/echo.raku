@@ -1,0 +1,3 @@
+$*IN.encoding(Nil);
+$*OUT.encoding(Nil);
+$*OUT.write($*IN.slurp(:bin));

@@ -1,0 +1,5 @@
+unit module Greeting;
+
+sub greet(Str $who --> Str) is export {
+    "hello, $who"
+}

@@ -1,0 +1,3 @@
+use Greeting;
+
+say greet('modules'), ' ', [+] 1..4;
