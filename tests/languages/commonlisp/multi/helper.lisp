@@ -1,0 +1,2 @@
+(defun twice (n)
+  (* 2 n))

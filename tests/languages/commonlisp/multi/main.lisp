@@ -1,0 +1,3 @@
+(load (merge-pathnames "helper.lisp" *load-truename*))
+
+(format t "twice=~D~%" (twice 21))

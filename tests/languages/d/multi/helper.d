@@ -1,0 +1,6 @@
+module helper;
+
+int twice(int n)
+{
+    return 2 * n;
+}

@@ -1,0 +1,4 @@
+program exit3
+  implicit none
+  stop 3
+end program exit3

@@ -1,0 +1,5 @@
+-- Copies standard input to standard output byte for byte.
+import qualified Data.ByteString as B
+
+main :: IO ()
+main = B.getContents >>= B.putStr

@@ -1,0 +1,4 @@
+import System.Exit (ExitCode (ExitFailure), exitWith)
+
+main :: IO ()
+main = exitWith (ExitFailure 3)

@@ -1,0 +1,4 @@
+import Helper (twice)
+
+main :: IO ()
+main = putStrLn ("twice=" ++ show (twice 21))

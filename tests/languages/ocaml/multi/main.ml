@@ -1,0 +1,1 @@
+let () = Printf.printf "twice=%d\n" (Util.twice 21)

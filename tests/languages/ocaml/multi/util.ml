@@ -1,0 +1,1 @@
+let twice n = 2 * n

@@ -1,0 +1,7 @@
+program Main;
+
+uses Helper;
+
+begin
+  WriteLn('twice=', Twice(21));
+end.
