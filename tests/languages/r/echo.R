@@ -1,0 +1,3 @@
+input <- file("stdin")
+writeLines(readLines(input))
+close(input)

@@ -1,0 +1,2 @@
+message("failing on purpose")
+quit(status = 3)

@@ -1,0 +1,2 @@
+square <- function(x) x * x
+greet <- function(name) sprintf("Hello, %s!", name)
