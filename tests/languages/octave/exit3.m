@@ -1,0 +1,2 @@
+fprintf(stderr, "failing on purpose\n");
+exit(3);
