@@ -1,2 +1,1 @@
-:ok = :io.setopts(:standard_io, binary: true, encoding: :latin1)
-IO.binstream(:stdio, 65536) |> Enum.each(&IO.binwrite/1)
+IO.binwrite(IO.binread(:stdio, :eof))

@@ -1,1 +1,2 @@
+IO.puts(:stderr, "failing on purpose")
 System.halt(3)

@@ -1,4 +1,5 @@
 -module(main).
 -export([main/0]).
 
-main() -> io:put_chars("missing paren\n".
+main() ->
+    io:format("missing parenthesis~n"

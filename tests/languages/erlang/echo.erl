@@ -2,11 +2,11 @@
 -export([main/0]).
 
 main() ->
-    ok = io:setopts(standard_io, [binary, {encoding, latin1}]),
+    ok = io:setopts(standard_io, [binary]),
     copy().
 
 copy() ->
-    case file:read(standard_io, 65536) of
-        {ok, Data} -> ok = file:write(standard_io, Data), copy();
-        eof -> ok
+    case io:get_chars(standard_io, "", 4096) of
+        eof -> ok;
+        Data -> io:put_chars(Data), copy()
     end.

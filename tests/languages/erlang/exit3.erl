@@ -1,4 +1,6 @@
 -module(main).
 -export([main/0]).
 
-main() -> erlang:halt(3).
+main() ->
+    io:format(standard_error, "failing on purpose~n", []),
+    halt(3).

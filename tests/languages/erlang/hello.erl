@@ -1,4 +1,5 @@
 -module(main).
 -export([main/0]).
 
-main() -> io:put_chars("Hello, World!\n").
+main() ->
+    io:format("Hello, World!~n").

@@ -1,2 +1,4 @@
-Code.require_file("helper.exs", __DIR__)
-IO.puts("sum=#{2 + 3} twice=#{Helper.twice(7)}")
+Code.require_file("greeter.exs", __DIR__)
+
+IO.puts(Greeter.greet("Elixir"))
+IO.puts("sum=#{Enum.sum(1..10)}")

@@ -1,4 +1,7 @@
 -module(main).
 -export([main/0]).
 
-main() -> io:format("sum=~b twice=~b~n", [2 + 3, helper:twice(7)]).
+main() ->
+    Shapes = [{square, 3}, {rectangle, 2, 5}],
+    Areas = [geometry:area(S) || S <- Shapes],
+    io:format("areas=~w total=~w~n", [Areas, lists:sum(Areas)]).

@@ -1,0 +1,3 @@
+defmodule Greeter do
+  def greet(name), do: "Hello, #{name}!"
+end

@@ -1,3 +1,0 @@
-defmodule Helper do
-  def twice(x), do: 2 * x
-end
