@@ -1,12 +1,15 @@
 """`python -m bench.languages`: every language's hello world, cold and warm.
 
-For each language in runtimes/languages/, the example `tests/languages/<id>/hello.*`
-is run through `Execute` on a server with a warm pool and on one without
-(every container created on the request path), and, as the floor measured in
+For each language in runtimes/languages/, and each of its versions, the
+example `tests/languages/<id>/hello.*` is run through `Execute` on a server
+with reusable hosts and on one without (a container created on the request
+path for every call), and, as the floor measured in
 the same run, the language's own compile and run commands (from its
 spec.toml) in a loop inside one already running container of its image, where
 only the commands are timed. Figures are caller-side latencies; the compile
-and run times the sandbox reported are kept beside them.
+and run times the sandbox reported are kept beside them. A version is asked for
+exactly, as its image's label records it; figures are kept per runtime key
+(`python`, `python-bookworm`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import shlex
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -28,7 +32,7 @@ from bench.programs import BENCH_LABEL
 from bench.server import ServerProcess
 from bench.stats import Summary, collect
 from codebeaker.runtimes.catalog import Catalog, LanguageSpec
-from codebeaker.runtimes.docker.labels import image_for
+from codebeaker.runtimes.docker.labels import VERSION_LABEL, image_for
 from codebeaker.v1 import execution_pb2 as pb
 from codebeaker.v1 import execution_pb2_grpc as pb_grpc
 
@@ -44,7 +48,7 @@ CALL_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Row:
-    language: str
+    language: str  # the runtime's key: the language id, or id-version for a second version
     bare: Summary
     warm: Summary
     cold: Summary
@@ -99,7 +103,7 @@ def measure_bare(spec: LanguageSpec, run_id: str, warmup: int, runs: int) -> Sum
         status = api.wait(container, timeout=600)
         logs = api.logs(container, stdout=True, stderr=True).decode(errors="replace")
         if status.get("StatusCode") != 0:
-            raise RuntimeError(f"{spec.id}: bare loop failed: {logs[-500:]}")
+            raise RuntimeError(f"{spec.key}: bare loop failed: {logs[-500:]}")
         samples = [int(line) / 1000 for line in logs.split() if line.isdigit()]
         return Summary(tuple(samples[warmup:]))
     finally:
@@ -121,14 +125,15 @@ def measure_service(
     gap: float,
     reported: list[tuple[float, float]] | None = None,
 ) -> Summary:
-    request = pb.ExecuteRequest(spec=pb.ExecutionSpec(language=spec.id, source=hello_source(spec)))
+    asked = pb.ExecutionSpec(language=spec.id, version=spec.version, source=hello_source(spec))
+    request = pb.ExecuteRequest(spec=asked)
 
     def sample() -> float:
         started = time.perf_counter()
         result = stub.Execute(request, timeout=CALL_TIMEOUT).result
         spent = (time.perf_counter() - started) * 1e3
         if result.status != pb.EXECUTION_STATUS_OK or result.stdout != HELLO:
-            raise RuntimeError(f"{spec.id}: {result.message} {result.compile.stderr[:200]!r}")
+            raise RuntimeError(f"{spec.key}: {result.message} {result.compile.stderr[:200]!r}")
         if reported is not None:
             reported.append((_millis(result.compile.wall_time), _millis(result.wall_time)))
         return spent
@@ -182,27 +187,23 @@ def main(argv: list[str] | None = None) -> int:
         "--record", type=Path, default=RECORDED, help="figures for the README (merged)"
     )
     args = parser.parse_args(argv)
-    catalog = Catalog.load()
     wanted = [n for n in args.languages.split(",") if n]
-    specs = [catalog.resolve(n) for n in wanted] if wanted else catalog.specs()
+    specs = with_image_versions(Catalog.load().only(wanted).runtimes())
     run_id = uuid.uuid4().hex[:10]
-    bare = {s.id: measure_bare(s, run_id, args.warmup, args.runs) for s in specs}
+    bare = {s.key: measure_bare(s, run_id, args.warmup, args.runs) for s in specs}
     warm: dict[str, Summary] = {}
     cold: dict[str, Summary] = {}
-    reported: dict[str, list[tuple[float, float]]] = {s.id: [] for s in specs}
-
-    versions: dict[str, str] = {}
+    reported: dict[str, list[tuple[float, float]]] = {s.key: [] for s in specs}
 
     def run_warm(stub: pb_grpc.ExecutionServiceStub) -> None:
         for s in specs:
-            warm[s.id] = measure_service(stub, s, args.warmup, args.runs, args.gap, reported[s.id])
-        # Asked last: the server learns the versions from the images once it is serving.
-        listed = stub.ListRuntimes(pb.ListRuntimesRequest(), timeout=CALL_TIMEOUT).runtimes
-        versions.update({runtime.language: runtime.version for runtime in listed})
+            warm[s.key] = measure_service(
+                stub, s, args.warmup, args.runs, args.gap, reported[s.key]
+            )
 
     def run_cold(stub: pb_grpc.ExecutionServiceStub) -> None:
         for s in specs:
-            cold[s.id] = measure_service(stub, s, 1, max(args.runs // 2, 3), args.gap)
+            cold[s.key] = measure_service(stub, s, 1, max(args.runs // 2, 3), args.gap)
 
     # Warm: reusable hosts (the default), each language's after its warm-up calls.
     # Cold: a container created and started for every call, no pool.
@@ -210,12 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     with_server(["--isolation", "container", "--pool-size", "0"], run_id, "cold", run_cold)
     rows = [
         Row(
-            s.id,
-            bare[s.id],
-            warm[s.id],
-            cold[s.id],
-            _median([c for c, _ in reported[s.id]]),
-            _median([r for _, r in reported[s.id]]),
+            s.key,
+            bare[s.key],
+            warm[s.key],
+            cold[s.key],
+            _median([c for c, _ in reported[s.key]]),
+            _median([r for _, r in reported[s.key]]),
         )
         for s in specs
     ]
@@ -236,8 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
-    record(rows, versions, started, args.record)
+    record(rows, {s.key: s.version for s in specs}, started, args.record)
     return 0
+
+
+def with_image_versions(specs: list[LanguageSpec]) -> list[LanguageSpec]:
+    """`specs` with the versions their images' labels record (what the server reads)."""
+    api = api_client()
+    try:
+        labelled = []
+        for spec in specs:
+            inspected: dict[str, Any] = api.inspect_image(image_for(spec))  # type: ignore[no-untyped-call]
+            labels = inspected["Config"]["Labels"] or {}
+            labelled.append(replace(spec, version=labels.get(VERSION_LABEL, "")))
+        return labelled
+    finally:
+        api.close()
 
 
 def record(rows: list[Row], versions: dict[str, str], started: str, path: Path) -> None:

@@ -181,6 +181,8 @@ def runtimes_from_proto(message: pb.ListRuntimesResponse) -> list[Runtime]:
             compiled=runtime.compiled,
             packages=tuple(Package(p.name, p.version) for p in runtime.packages),
             installable={p.name: p.version for p in runtime.installable},
+            version_aliases=tuple(runtime.version_aliases),
+            is_default=runtime.is_default,
         )
         for runtime in message.runtimes
     ]

@@ -31,6 +31,7 @@ from codebeaker.client._cli_support import (
     say,
 )
 from codebeaker.client.errors import CodeBeakerError
+from codebeaker.client.types import Runtime
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -143,7 +144,7 @@ def build_parser(*, server_commands: AddCommands | None = None) -> argparse.Argu
 
 def list_runtimes(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        runtimes = sorted(client.runtimes(), key=lambda r: (r.language, r.version))
+        runtimes = client.runtimes()  # by language, its default version first
     if args.packages:
         _print_table(
             [("LANGUAGE", "PACKAGE", "VERSION")]
@@ -155,11 +156,12 @@ def list_runtimes(args: argparse.Namespace) -> int:
             ]
         )
         return 0
-    rows = [("LANGUAGE", "VERSION", "ALIASES", "FILE", "COMPILED", "PACKAGES")]
+    rows = [("LANGUAGE", "VERSION", "VERSION ALIASES", "ALIASES", "FILE", "COMPILED", "PACKAGES")]
     rows += [
         (
             r.language,
-            r.version,
+            r.version + (" (default)" if r.is_default and _versions(runtimes, r) > 1 else ""),
+            ", ".join(r.version_aliases),
             ", ".join(r.aliases),
             r.file_name,
             "yes" if r.compiled else "no",
@@ -169,6 +171,10 @@ def list_runtimes(args: argparse.Namespace) -> int:
     ]
     _print_table(rows)
     return 0
+
+
+def _versions(runtimes: Sequence[Runtime], runtime: Runtime) -> int:
+    return sum(1 for r in runtimes if r.language == runtime.language)
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -289,8 +289,9 @@ class Package:
 
 @dataclass(frozen=True)
 class Runtime:
-    """One language the server can run, with the packages its image carries
-    (sorted by name; `versions` maps each name to its version)."""
+    """One version of a language the server can run, with the packages its image
+    carries (sorted by name; `package_versions` maps each name to its version). A
+    language with several versions is listed once per version, the default first."""
 
     language: str
     version: str
@@ -300,6 +301,10 @@ class Runtime:
     packages: tuple[Package, ...] = field(default_factory=tuple)
     # What a request may ask for (`packages=`): name -> the versions allowed ("" for any).
     installable: Mapping[str, str] = field(default_factory=dict)
+    # Shorter names `version=` accepts for this version (e.g. "3.11"), longest first.
+    version_aliases: tuple[str, ...] = field(default_factory=tuple)
+    # Whether it is what a request without `version=` gets.
+    is_default: bool = False
 
     @property
     def package_versions(self) -> dict[str, str]:

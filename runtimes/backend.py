@@ -93,16 +93,17 @@ class Backend(Protocol[H]):
         ...
 
     async def readiness(self) -> Mapping[str, str | None]:
-        """Language id -> None when its hosts can be launched, else why not (health
-        checks); every language the backend was made for is a key."""
+        """Runtime key (`LanguageSpec.key`: the language id, or id-version for a
+        version besides the default) -> None when its hosts can be launched, else why
+        not (health checks); every runtime the backend was made for is a key."""
         ...
 
     async def versions(self) -> Mapping[str, str]:
-        """Language id -> version of its toolchain, as recorded when its image was built."""
+        """Runtime key -> version of its toolchain, as recorded when its image was built."""
         ...
 
     async def packages(self) -> Mapping[str, Mapping[str, str]]:
-        """Language id -> the packages baked into its image (name -> version), as
+        """Runtime key -> the packages baked into its image (name -> version), as
         recorded when the image was built; empty for a language without any."""
         ...
 

@@ -21,6 +21,14 @@ A language that ties a file's name to its content (Java's public class) says
 so with `file_name_from`: a regular expression whose first group, found in a
 single-file program, names its file (with the default file name's extension);
 `public class Solution` is then `Solution.java` and runs as `Solution`.
+
+A language may have several versions. The folder's spec is the default; each
+`[versions.NAME]` table adds one more, built from the Debian `suite` it names
+(the folder's Dockerfile, or the one in its own subfolder `folder`), with its
+own `env` on top of the language's. Its image is `codebeaker/<id>-<NAME>`;
+which version it is is read from the image, like the default's. A request
+names a version exactly or by a prefix of whole parts (`3.11`); a prefix that
+fits several takes the default if it fits, else the newest.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
-from codebeaker.runtimes.errors import UnknownLanguage
+from codebeaker.runtimes.errors import UnknownLanguage, UnknownVersion
 
 LANGUAGES_DIR = Path(__file__).resolve().parent / "languages"
 SPEC_FILE = "spec.toml"
@@ -75,10 +83,30 @@ class LanguageSpec:
     # (its cache key and its folder on the host).
     package_set: str = ""
     package_dir: str = ""
+    # A version other than the default: its name in spec.toml ("" for the default),
+    # the Debian suite its image is built on ("": the images' own) and the folder
+    # that holds its Dockerfile (None: the language's folder).
+    variant: str = ""
+    suite: str = ""
+    folder: Path | None = None
 
     @property
     def compiled(self) -> bool:
         return bool(self.compile)
+
+    @property
+    def key(self) -> str:
+        """What names this (language, version) among all: its image, pools, readiness."""
+        return f"{self.id}-{self.variant}" if self.variant else self.id
+
+    @property
+    def is_default(self) -> bool:
+        return not self.variant
+
+    @property
+    def build_dir(self) -> Path:
+        """The folder its image is built from (its Dockerfile's)."""
+        return self.folder or self.directory
 
     def file_name_for(self, source: bytes) -> str:
         """The name a single-file program with this `source` gets when the caller names none."""
@@ -108,6 +136,32 @@ class LanguageSpec:
             else:
                 argv.append(_fill(part, entrypoint))
         return tuple(argv)
+
+
+def version_key(version: str) -> tuple[tuple[int, str], ...]:
+    """Orders versions part by part, numbers as numbers (1.10 after 1.9)."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in version.split("."))
+
+
+def version_aliases(spec: LanguageSpec, others: Sequence[LanguageSpec]) -> list[str]:
+    """The shorter names that select `spec` among its language's versions `others`
+    (itself included): prefixes of whole parts, longest first."""
+    parts = spec.version.split(".") if spec.version else []
+    prefixes = [".".join(parts[:n]) for n in range(len(parts) - 1, 0, -1)]
+    return [p for p in prefixes if _pick(p, others) is spec]
+
+
+def _pick(asked: str, versions: Sequence[LanguageSpec]) -> LanguageSpec | None:
+    """The version `asked` selects: the exact one, else among those it is a prefix of,
+    the default if it is one, else the newest; None if it fits none."""
+    exact = [s for s in versions if s.version and s.version == asked.strip()]
+    if exact:
+        return exact[0]
+    fitting = [s for s in versions if s.version and version_matches(asked, s.version)]
+    if not fitting:
+        return None
+    defaults = [s for s in fitting if s.is_default]
+    return defaults[0] if defaults else max(fitting, key=lambda s: version_key(s.version))
 
 
 def version_matches(asked: str, version: str) -> bool:
@@ -141,7 +195,13 @@ def glob_match(pattern: str, path: str) -> bool:
 
 
 def load_spec(directory: Path) -> LanguageSpec:
-    """Read `directory/spec.toml`; a malformed spec is a startup error."""
+    """The default version of the language in `directory` (see `load_language`)."""
+    return load_language(directory)[0]
+
+
+def load_language(directory: Path) -> list[LanguageSpec]:
+    """Read `directory/spec.toml`: the default version first, then the others in
+    name order; a malformed spec is a startup error."""
     path = directory / SPEC_FILE
     try:
         with path.open("rb") as handle:
@@ -174,7 +234,48 @@ def load_spec(directory: Path) -> LanguageSpec:
     problem = _inconsistency(spec)
     if problem:
         raise ValueError(f"{path}: {problem}")
-    return spec
+    return [spec, *_versions(raw.get("versions", {}), spec, path)]
+
+
+VERSION_FIELDS = ("suite", "folder", "env")
+
+
+def _versions(raw: object, spec: LanguageSpec, path: Path) -> list[LanguageSpec]:
+    """The `[versions.NAME]` tables: each a version besides the default."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: versions must be tables ([versions.NAME])")
+    found = []
+    for name, table in sorted(raw.items()):
+        where = f"{path}: versions.{name}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where} must be a table")
+        if not _ID.match(name):
+            raise ValueError(f"{where}: the name must be lowercase letters and digits")
+        unknown = sorted(set(table) - set(VERSION_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown field {unknown[0]!r} (known: {', '.join(VERSION_FIELDS)})"
+            )
+        try:
+            suite = _text(table, "suite")
+            folder = table.get("folder")
+            if folder is not None and (not isinstance(folder, str) or not _ID.match(folder)):
+                raise TypeError("the field folder must name a subfolder of the language's")
+            env = table.get("env", {})
+            if not isinstance(env, dict):
+                raise TypeError("the field env must be a table")
+        except KeyError as error:
+            raise ValueError(f"{where}: the field {error.args[0]} is missing") from error
+        except TypeError as error:
+            raise ValueError(f"{where}: {error}") from error
+        build_dir = spec.directory / folder if folder else None
+        if build_dir is not None and not (build_dir / "Dockerfile").is_file():
+            raise ValueError(f"{where}: {build_dir} has no Dockerfile")
+        merged = MappingProxyType({**spec.env, **{str(k): str(v) for k, v in env.items()}})
+        found.append(
+            replace(spec, variant=name, suite=suite, folder=build_dir, env=merged, warm=False)
+        )
+    return found
 
 
 INSTALLER_KINDS = ("pip", "npm")
@@ -255,10 +356,25 @@ def _texts(raw: Mapping[str, object], key: str) -> list[str]:
 
 
 class Catalog:
-    """The known languages, looked up by id or alias (case-insensitive)."""
+    """The known languages, looked up by id or alias (case-insensitive), and their
+    versions (runtimes: the default first)."""
 
-    def __init__(self, specs: Iterable[LanguageSpec]) -> None:
-        self._specs = {spec.id: spec for spec in specs}
+    def __init__(self, runtimes: Iterable[LanguageSpec]) -> None:
+        self._versions: dict[str, list[LanguageSpec]] = {}
+        keys: dict[str, LanguageSpec] = {}
+        for spec in runtimes:
+            if spec.key in keys:
+                raise ValueError(
+                    f"{spec.directory / SPEC_FILE}: {spec.key!r} is already the name of "
+                    f"the runtime in {keys[spec.key].directory}"
+                )
+            keys[spec.key] = spec
+            self._versions.setdefault(spec.id, []).append(spec)
+        for spec_id, versions in self._versions.items():
+            versions.sort(key=lambda s: (not s.is_default, s.variant))
+            if not versions[0].is_default:
+                raise ValueError(f"{versions[0].directory}: {spec_id} has no default version")
+        self._specs = {spec_id: versions[0] for spec_id, versions in self._versions.items()}
         self._names: dict[str, str] = {}
         for spec in self._specs.values():
             for name in (spec.id, *spec.aliases):
@@ -279,52 +395,86 @@ class Catalog:
         ValueError names the folder and what is wrong with it.
         """
         folders = sorted(p for p in languages_dir.iterdir() if (p / SPEC_FILE).is_file())
-        specs = [load_spec(folder) for folder in folders]
+        runtimes = [spec for folder in folders for spec in load_language(folder)]
         for extra in extra_dirs:
-            specs += _extra_specs(extra, {spec.id: spec for spec in specs})
-        return cls(specs)
+            runtimes += _extra_runtimes(extra, {spec.id: spec for spec in runtimes})
+        return cls(runtimes)
 
     def only(self, names: Iterable[str], field: str = "languages") -> Catalog:
-        """The languages named (ids or aliases); an empty `names` keeps them all."""
-        wanted = [self.resolve(name, field) for name in names]
-        return Catalog(wanted) if wanted else self
+        """The languages named (ids or aliases), each with all its versions; an empty
+        `names` keeps them all."""
+        wanted = {self.resolve(name, field).id for name in names}
+        if not wanted:
+            return self
+        return Catalog(spec for spec in self.runtimes() if spec.id in wanted)
 
     def specs(self) -> list[LanguageSpec]:
+        """Each language once: its default version."""
         return sorted(self._specs.values(), key=lambda s: s.id)
 
+    def runtimes(self) -> list[LanguageSpec]:
+        """Every version of every language, by language, the default first."""
+        return [spec for spec_id in sorted(self._versions) for spec in self._versions[spec_id]]
+
+    def versions(self, language: str) -> list[LanguageSpec]:
+        """The versions of `language` (an id), the default first."""
+        return list(self._versions.get(language, ()))
+
     def resolve(self, language: str, field: str = "language") -> LanguageSpec:
-        """The spec named `language`; UnknownLanguage (about `field`) if none is."""
+        """The default version of the language named `language`; UnknownLanguage
+        (about `field`) if none is."""
         spec_id = self._names.get(language.strip().lower())
         if spec_id is None:
             raise UnknownLanguage(language, list(self._specs), field)
         return self._specs[spec_id]
 
+    def select(
+        self,
+        language: str,
+        version: str = "",
+        language_field: str = "language",
+        version_field: str = "version",
+    ) -> LanguageSpec:
+        """The version of `language` that `version` names (exact or a prefix of whole
+        parts; empty: the default); UnknownVersion (about `version_field`) if none."""
+        default = self.resolve(language, language_field)
+        versions = self._versions[default.id]
+        if not version.strip():
+            return default
+        if len(versions) == 1 and not default.version:
+            return default  # its version not read yet: the one there is
+        chosen = _pick(version, versions)
+        if chosen is None:
+            raise UnknownVersion(default.id, version, [s.version for s in versions], version_field)
+        return chosen
+
     def with_versions(self, versions: Mapping[str, str]) -> Catalog:
-        """A copy whose specs carry the versions read from their images."""
-        return Catalog(replace(s, version=versions.get(s.id, s.version)) for s in self.specs())
+        """A copy whose runtimes carry the versions read from their images (by key)."""
+        return Catalog(replace(s, version=versions.get(s.key, s.version)) for s in self.runtimes())
 
     def with_packages(self, packages: Mapping[str, Mapping[str, str]]) -> Catalog:
-        """A copy whose specs carry the packages (name -> version) read from their images."""
+        """A copy whose runtimes carry the packages (name -> version) read from their
+        images (by key)."""
         return Catalog(
-            replace(s, packages=MappingProxyType(dict(packages[s.id]))) if s.id in packages else s
-            for s in self.specs()
+            replace(s, packages=MappingProxyType(dict(packages[s.key]))) if s.key in packages else s
+            for s in self.runtimes()
         )
 
 
-def _extra_specs(folder: Path, known: Mapping[str, LanguageSpec]) -> list[LanguageSpec]:
+def _extra_runtimes(folder: Path, known: Mapping[str, LanguageSpec]) -> list[LanguageSpec]:
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder of language folders")
-    specs = []
+    runtimes = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         if not (entry / SPEC_FILE).is_file():
             raise ValueError(f"{entry}: a language folder needs a {SPEC_FILE} (and a Dockerfile)")
-        spec = load_spec(entry)
-        if spec.id in known:
+        versions = load_language(entry)
+        if versions[0].id in known:
             raise ValueError(
-                f"{entry / SPEC_FILE}: the id {spec.id!r} is taken by the language in "
-                f"{known[spec.id].directory}"
+                f"{entry / SPEC_FILE}: the id {versions[0].id!r} is taken by the language in "
+                f"{known[versions[0].id].directory}"
             )
-        specs.append(spec)
-    return specs
+        runtimes += versions
+    return runtimes

@@ -105,6 +105,33 @@ class UnknownLanguage(InvalidRequest):
         self.known = sorted(known)
 
 
+class UnknownVersion(InvalidRequest):
+    """The language has no version that the requested one names."""
+
+    reason = Reason.VERSION_UNAVAILABLE
+
+    def __init__(
+        self, language: str, requested: str, known: list[str], field: str = "version"
+    ) -> None:
+        shown = requested if len(requested) <= 64 else requested[:64] + "..."
+        read = [version for version in known if version]
+        if read:
+            hint = (
+                f"this server has {', '.join(read)} (ask for one exactly or by a prefix "
+                f"of whole parts, such as {_prefix(read[0])!r}; unset is {read[0]})"
+            )
+        else:
+            hint = "its versions are not read yet; leave the version unset for the default"
+        super().__init__(field, f"{language} {shown!r} is not available; {hint}")
+        self.requested = requested
+        self.known = read
+
+
+def _prefix(version: str) -> str:
+    parts = version.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
 class Unavailable(CodeBeakerError):
     """Something the service depends on cannot be reached; retrying later may succeed."""
 

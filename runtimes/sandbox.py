@@ -40,7 +40,8 @@ class Sandbox(Protocol):
         ...
 
     async def readiness(self) -> Mapping[str, str | None]:
-        """Language id -> None when its executions can run, else why not (health checks)."""
+        """Runtime key (`LanguageSpec.key`) -> None when its executions can run, else
+        why not (health checks)."""
         ...
 
     def pool_stats(self) -> Mapping[str, PoolStats]:
@@ -48,11 +49,11 @@ class Sandbox(Protocol):
         ...
 
     async def versions(self) -> Mapping[str, str]:
-        """Language id -> version, as recorded when its runtime was built."""
+        """Runtime key -> version, as recorded when its runtime was built."""
         ...
 
     async def packages(self) -> Mapping[str, Mapping[str, str]]:
-        """Language id -> the packages its runtime carries (name -> version), as
+        """Runtime key -> the packages its runtime carries (name -> version), as
         recorded when the runtime was built."""
         ...
 

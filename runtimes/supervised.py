@@ -80,7 +80,7 @@ def _fixed_at_start(limits: Limits) -> tuple[int, int]:
     return limits.memory_bytes, limits.max_processes
 
 
-HostKind = tuple[str, int, int, str]  # language id, memory bytes, processes, package set
+HostKind = tuple[str, int, int, str]  # runtime key, memory bytes, processes, package set
 
 
 def host_kind(job: Job) -> HostKind | None:
@@ -89,7 +89,7 @@ def host_kind(job: Job) -> HostKind | None:
     request's package set is mounted into hosts of its own."""
     if host_limits(job) is not job.limits:
         return None
-    return (job.language.id, *_fixed_at_start(job.limits), job.language.package_set)
+    return (job.language.key, *_fixed_at_start(job.limits), job.language.package_set)
 
 
 class SupervisedSandbox(Generic[H]):
@@ -117,16 +117,16 @@ class SupervisedSandbox(Generic[H]):
         self.pools: dict[str, WarmPool[Launched[H]]] = {}
         if isolation == CONTAINER:
             self.pools = {
-                spec.id: WarmPool(
-                    spec.id,
+                spec.key: WarmPool(
+                    spec.key,
                     launch=functools.partial(self._launch, spec, pool_limits, ""),
                     discard=self._discard,
                     is_alive=Launched.is_alive,
                     size=pools.size,
                     parallel=pools.parallel,
                 )
-                for spec in catalog.specs()
-                if pools.pooled(spec.id)
+                for spec in catalog.specs()  # the default versions; the others follow demand
+                if pools.pooled(spec.key)
             }
         self._recycling: set[asyncio.Task[None]] = set()
         self._started = False
@@ -144,8 +144,8 @@ class SupervisedSandbox(Generic[H]):
             pool.start()
         if self.isolation == HOST:
             for spec in self._catalog.specs():
-                if self._pool_settings.pooled(spec.id):
-                    self._host_pool((spec.id, *_fixed_at_start(self._pool_limits), ""), spec)
+                if self._pool_settings.pooled(spec.key):
+                    self._host_pool((spec.key, *_fixed_at_start(self._pool_limits), ""), spec)
 
     async def readiness(self) -> Mapping[str, str | None]:
         return await self._backend.readiness()
@@ -216,7 +216,7 @@ class SupervisedSandbox(Generic[H]):
         finally:
             self._discard(launched)
             # Only now: a launch running beside the program would slow it down.
-            if pool := self.pools.get(job.language.id):
+            if pool := self.pools.get(job.language.key):
                 pool.refill()
 
     async def _run(self, job: Job, frames: FrameReader) -> AsyncGenerator[Event, None]:
@@ -256,13 +256,18 @@ class SupervisedSandbox(Generic[H]):
         package set mounted, if it has one)."""
         pool = self.hosts.get(kind)
         if pool is None:
-            language, memory, processes, package_set = kind
+            runtime, memory, processes, package_set = kind
             if package_set:
                 self._forget_unused_package_pools()
             limits = replace(self._pool_limits, memory_bytes=memory, max_processes=processes)
             default = _fixed_at_start(self._pool_limits) == (memory, processes)
-            pooled = default and not package_set and self._pool_settings.pooled(language)
-            name = language if default else f"{language}/{memory >> 20}MiB/{processes}p"
+            pooled = (
+                default
+                and not package_set
+                and spec.is_default
+                and self._pool_settings.pooled(runtime)
+            )
+            name = runtime if default else f"{runtime}/{memory >> 20}MiB/{processes}p"
             name += f"+packages:{package_set[:12]}" if package_set else ""
             pool = HostPool(
                 name,
@@ -301,7 +306,7 @@ class SupervisedSandbox(Generic[H]):
             return Reusable(host, frames, launch.origin)
 
     async def _acquire(self, job: Job) -> Launched[H]:
-        pool = None if job.language.package_dir else self.pools.get(job.language.id)
+        pool = None if job.language.package_dir else self.pools.get(job.language.key)
         limits = host_limits(job)
         if pool and _fixed_at_start(limits) == _fixed_at_start(self._pool_limits):
             with phase("acquire", **job_attributes(job)) as acquiring:

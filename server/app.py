@@ -212,13 +212,13 @@ class Application:
         return self.port
 
     async def _watch_health(self) -> None:
-        versioned: set[str] = set()  # the languages whose versions have been read
+        versioned: set[str] = set()  # the runtimes whose versions have been read
         last: str | None = ""  # neither None (serving) nor a reason: the first check is news
         while not self._draining:
             reported = await self.sandbox.readiness()
-            served = (spec.id for spec in self._rules.catalog.specs())
-            readiness = {language: reported.get(language, UNREPORTED) for language in served}
-            ready = {language for language, reason in readiness.items() if reason is None}
+            served = (spec.key for spec in self._rules.catalog.runtimes())
+            readiness = {key: reported.get(key, UNREPORTED) for key in served}
+            ready = {key for key, reason in readiness.items() if reason is None}
             if ready - versioned:
                 await self._learn_versions()
                 versioned |= ready
@@ -250,14 +250,15 @@ class Application:
     async def _set_health(
         self, status: int, readiness: Mapping[str, str | None] | None = None
     ) -> None:
-        """Readiness names get `status`; each served language SERVING when `readiness`
-        says it is ready (else NOT_SERVING); liveness SERVING until draining."""
+        """Readiness names get `status`; each served runtime (language, version)
+        SERVING when `readiness` says it is ready (else NOT_SERVING); liveness SERVING
+        until draining."""
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
-        for spec in self._rules.catalog.specs():
-            ready = readiness is not None and readiness.get(spec.id, UNREPORTED) is None
-            status_of_language = _SERVING if ready else _NOT_SERVING
-            await self.health.set(language_health_name(spec.id), status_of_language)
+        for spec in self._rules.catalog.runtimes():
+            ready = readiness is not None and readiness.get(spec.key, UNREPORTED) is None
+            status_of_runtime = _SERVING if ready else _NOT_SERVING
+            await self.health.set(language_health_name(spec.key), status_of_runtime)
         await self.health.set(LIVENESS_NAME, _NOT_SERVING if self._draining else _SERVING)
 
     async def stop(self) -> None:
@@ -289,9 +290,10 @@ class Application:
         event(log, logging.INFO, "server.stopped", "stopped")
 
 
-def language_health_name(language: str) -> str:
-    """The health service name of one served language."""
-    return f"{SERVICE_NAME}/{language}"
+def language_health_name(runtime: str) -> str:
+    """The health service name of one served language's version (its key: `python`
+    for the default, `python-bookworm` for another)."""
+    return f"{SERVICE_NAME}/{runtime}"
 
 
 async def serve(

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from google.protobuf.duration_pb2 import Duration
 
-from codebeaker.runtimes.catalog import Catalog, LanguageSpec, version_matches
+from codebeaker.runtimes.catalog import Catalog, LanguageSpec
 from codebeaker.runtimes.errors import InvalidRequest, Reason
 from codebeaker.runtimes.limits import LimitPolicy, RequestedLimits
 from codebeaker.runtimes.model import Comparison, Job, Limits, OutputFiles, SourceFile, TestCase
@@ -56,8 +56,9 @@ class RequestRules:
 
 
 def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
-    language = rules.catalog.resolve(_language(spec.language), "spec.language")
-    check_version(language, spec.version, "spec.version")
+    language = rules.catalog.select(
+        _language(spec.language), spec.version, "spec.language", "spec.version"
+    )
     files, entrypoint = _program(spec, language, rules)
     if len(spec.stdin) > rules.max_stdin:
         raise InvalidRequest(
@@ -83,25 +84,6 @@ def build_job(spec: pb.ExecutionSpec, rules: RequestRules) -> Job:
         test_cases=_test_cases(spec, rules),
         packages=rules.allowlist.check(language, asked_packages(spec.packages), "spec.packages"),
     )
-
-
-def check_version(language: LanguageSpec, asked: str, field: str) -> None:
-    """Refuse a version the language does not have; unset (or a server that has not
-    read its images' versions yet) takes the one there is. `asked` may be exact or a
-    prefix of whole parts (`3.13` for 3.13.5)."""
-    if not asked or not language.version or version_matches(asked, language.version):
-        return
-    raise InvalidRequest(
-        field,
-        f"{language.id} {asked!r} is not available; this server has {language.version} "
-        f"(ask for it exactly or by a prefix such as {_prefix(language.version)!r})",
-        reason=Reason.VERSION_UNAVAILABLE,
-    )
-
-
-def _prefix(version: str) -> str:
-    parts = version.split(".")
-    return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
 
 
 def asked_packages(packages: Sequence[pb.PackageRequest]) -> list[Asked]:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from google.longrunning import operations_pb2  # type: ignore[import-untyped, unused-ignore]
 from grpc import aio
 
-from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.catalog import Catalog, version_aliases
 from codebeaker.runtimes.errors import FailedPrecondition
 from codebeaker.runtimes.model import Finished, Output, StageFinished, Started
 from codebeaker.runtimes.packages.allowlist import Allowlist
@@ -101,11 +101,14 @@ class ExecutionServicer(pb_grpc.ExecutionServiceServicer):
 
 
 def runtime_messages(catalog: Catalog, allowlist: Allowlist | None = None) -> list[pb.Runtime]:
+    """Every version of every language, the default first, with its version aliases."""
     allowlist = allowlist or Allowlist()
     return [
         pb.Runtime(
             language=spec.id,
             version=spec.version,
+            version_aliases=version_aliases(spec, catalog.versions(spec.id)),
+            is_default=spec.is_default,
             aliases=list(spec.aliases),
             file_name=spec.file_name,
             compiled=spec.compiled,
@@ -118,5 +121,5 @@ def runtime_messages(catalog: Catalog, allowlist: Allowlist | None = None) -> li
                 for name, constraints in sorted(allowlist.allowed(spec.id).items())
             ],
         )
-        for spec in catalog.specs()
+        for spec in catalog.runtimes()
     ]

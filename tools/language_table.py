@@ -29,17 +29,22 @@ Figures = dict[str, dict[str, object]]
 
 
 def recorded_figures(path: Path = RECORDED) -> Figures:
-    """Per language id: version, measured (date), floor_ms, warm_ms, cold_ms."""
+    """Per runtime key (`python`, `python-bookworm`): version, measured (date),
+    floor_ms, warm_ms, cold_ms."""
     if not path.exists():
         return {}
     loaded: Figures = json.loads(path.read_text())
     return loaded
 
 
-def _row(spec: LanguageSpec, figures: Figures) -> str:
+def _row(spec: LanguageSpec, figures: Figures, several: bool) -> str:
+    """One row per version: a second version is named by its Debian suite, and the
+    default says it is one where the language has several."""
     aliases = ", ".join(f"`{a}`" for a in spec.aliases) or "—"
-    measured = figures.get(spec.id)
+    measured = figures.get(spec.key)
     version = str(measured["version"]) if measured and measured.get("version") else "—"
+    if several:
+        version += " (default)" if spec.is_default else f" ({spec.suite})"
     hello = f"{measured['warm_ms']} / {measured['cold_ms']}" if measured else "—"
     return (
         f"| {spec.name} | `{spec.id}` | {version} | {aliases} | `{spec.file_name}` "
@@ -53,7 +58,7 @@ def markdown_table(catalog: Catalog, figures: Figures | None = None) -> str:
         "| language | id | version | aliases | default file | compile | run "
         "| hello world, warm / cold `Execute`, ms |",
         "|---|---|---|---|---|---|---|---|",
-        *(_row(spec, figures) for spec in catalog.specs()),
+        *(_row(spec, figures, len(catalog.versions(spec.id)) > 1) for spec in catalog.runtimes()),
     ]
     return "\n".join(lines)
 

@@ -79,14 +79,14 @@ class DockerBackend:
         await asyncio.gather(*(self._engine.remove(cid) for cid in owned))
 
     async def readiness(self) -> Mapping[str, str | None]:
-        specs = self._catalog.specs()
+        specs = self._catalog.runtimes()
         try:
             await self._engine.ping()
             registered = await self._engine.oci_runtimes()
         except Exception as error:  # health reports any failure as a reason
-            return {spec.id: str(error) for spec in specs}
+            return {spec.key: str(error) for spec in specs}
         reasons = await asyncio.gather(*(self._unready(spec, registered) for spec in specs))
-        return {spec.id: reason for spec, reason in zip(specs, reasons, strict=True)}
+        return {spec.key: reason for spec, reason in zip(specs, reasons, strict=True)}
 
     async def _unready(self, spec: LanguageSpec, registered: set[str]) -> str | None:
         runtime = self._settings.runtime_for(spec.id)
@@ -100,18 +100,18 @@ class DockerBackend:
 
     async def versions(self) -> Mapping[str, str]:
         found: dict[str, str] = {}
-        for spec in self._catalog.specs():
+        for spec in self._catalog.runtimes():
             with contextlib.suppress(Exception):
                 labels = await self._engine.image_labels(self._image(spec))
-                found[spec.id] = labels.get(VERSION_LABEL, "")
+                found[spec.key] = labels.get(VERSION_LABEL, "")
         return found
 
     async def packages(self) -> Mapping[str, Mapping[str, str]]:
         found: dict[str, Mapping[str, str]] = {}
-        for spec in self._catalog.specs():
+        for spec in self._catalog.runtimes():
             with contextlib.suppress(Exception):
                 labels = await self._engine.image_labels(self._image(spec))
-                found[spec.id] = packages_from_label(labels.get(PACKAGES_LABEL, ""))
+                found[spec.key] = packages_from_label(labels.get(PACKAGES_LABEL, ""))
         return found
 
     def _image(self, spec: LanguageSpec) -> str:

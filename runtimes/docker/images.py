@@ -105,7 +105,9 @@ DEFAULT_JOBS = 3
 # The build arg that carries this host's CA certificates, for Dockerfiles that declare it.
 EXTRA_CA_ARG = "EXTRA_CA_CERTS"
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
-_DECLARES_EXTRA_CA = re.compile(rf"^\s*ARG\s+{EXTRA_CA_ARG}\b", re.MULTILINE | re.IGNORECASE)
+# The build arg that names the Debian suite being built on, for Dockerfiles that
+# declare it (e.g. to pick the npm lock that suite's Node runs).
+SUITE_ARG = "DEBIAN_SUITE"
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
 
 # The mmdebstrap base: debian:*-slim's dpkg excludes, which persist and keep later
@@ -305,10 +307,12 @@ def parse_packages(output: str) -> str:
     return json.dumps(found, sort_keys=True, separators=(",", ":"))
 
 
-def declares_extra_ca(dockerfile: Path) -> bool:
-    """Whether a Dockerfile takes this host's CA certificates (`ARG EXTRA_CA_CERTS`)."""
+def declares_arg(dockerfile: Path, name: str) -> bool:
+    """Whether a Dockerfile declares the build arg `name` (`ARG EXTRA_CA_CERTS`: it
+    takes this host's CA certificates; `ARG DEBIAN_SUITE`: the suite's name)."""
+    declared = re.compile(rf"^\s*ARG\s+{re.escape(name)}\b", re.MULTILINE | re.IGNORECASE)
     try:
-        return bool(_DECLARES_EXTRA_CA.search(dockerfile.read_text(errors="replace")))
+        return bool(declared.search(dockerfile.read_text(errors="replace")))
     except OSError:
         return False
 
@@ -579,13 +583,11 @@ class Tally:
 
 
 def select(catalog: Catalog, wanted: Sequence[str]) -> list[LanguageSpec]:
-    if not wanted:
-        return catalog.specs()
+    """Every version of the languages `wanted` (all of them if none is named)."""
     try:
-        chosen = {spec.id: spec for spec in map(catalog.resolve, wanted)}
+        return catalog.only(wanted).runtimes()
     except UnknownLanguage as error:
         raise BuildError(error.problem) from None
-    return sorted(chosen.values(), key=lambda spec: spec.id)
 
 
 class Progress:
@@ -610,13 +612,16 @@ def _targets(spec: LanguageSpec, base: str, options: Options) -> list[Target]:
     """A language's image, then its installer's (a stage of the same Dockerfile)."""
     supervisor_image = options.images.supervisor
     args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": supervisor_image}
-    if declares_extra_ca(spec.directory / "Dockerfile"):
+    dockerfile = spec.build_dir / "Dockerfile"
+    if declares_arg(dockerfile, EXTRA_CA_ARG):
         args[EXTRA_CA_ARG] = extra_ca_certs()
+    if declares_arg(dockerfile, SUITE_ARG):
+        args[SUITE_ARG] = spec.suite or DEBIAN_SUITE
     image = image_for(spec, options.images)
-    targets = [Target(image, spec.directory, args, spec.version_command, spec.packages_command)]
+    targets = [Target(image, spec.build_dir, args, spec.version_command, spec.packages_command)]
     if spec.installer:
         installer = installer_image_for(spec, options.images)
-        targets.append(Target(installer, spec.directory, args, stage=INSTALLER_STAGE))
+        targets.append(Target(installer, spec.build_dir, args, stage=INSTALLER_STAGE))
     return targets
 
 
@@ -631,8 +636,8 @@ def _build_language(
 ) -> None:
     for target in targets:
         try:
-            if not (spec.directory / "Dockerfile").is_file():
-                raise BuildError(f"{spec.directory} has no Dockerfile")
+            if not (spec.build_dir / "Dockerfile").is_file():
+                raise BuildError(f"{spec.build_dir} has no Dockerfile")
             outcome = ensure_image(docker, target, parents, options.force)
         except BuildError as error:
             # One broken language must not hold back the others.
@@ -643,6 +648,18 @@ def _build_language(
             tally.add(outcome)
 
 
+def _base_images(docker: Docker, options: Options, suites: set[str]) -> dict[str, tuple[str, str]]:
+    """Suite -> (base image, its id): the images' own suite always (the supervisor is
+    built on it; --base-image names it), and each other suite a version is built on."""
+    bases = {}
+    for suite in sorted(suites | {DEBIAN_SUITE}):
+        explicit = options.base_image if suite == DEBIAN_SUITE else None
+        base, origin = resolve_base_image(docker, explicit, suite)
+        bases[suite] = (base, docker.require_id(base))
+        print(f"base image: {base} ({origin})", flush=True)
+    return bases
+
+
 def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
     """Build everything asked for, `options.jobs` languages at once; a failed image
     is counted, the others still built.
@@ -651,13 +668,12 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
     """
     specs = select(catalog, options.languages)
     docker.check_engine()
-    base, origin = resolve_base_image(docker, options.base_image)
-    base_id = docker.require_id(base)
-    print(f"base image: {base} ({origin})", flush=True)
+    bases = _base_images(docker, options, {spec.suite or DEBIAN_SUITE for spec in specs})
+    base, base_id = bases[DEBIAN_SUITE]
     tally = Tally()
     supervisor_image = options.images.supervisor
     supervisor = Target(supervisor_image, options.supervisor_dir, {"BASE_IMAGE": base})
-    work = [(spec, _targets(spec, base, options)) for spec in specs]
+    work = [(spec, _targets(spec, bases[spec.suite or DEBIAN_SUITE][0], options)) for spec in specs]
     progress = Progress(1 + sum(len(targets) for _, targets in work))
     try:
         outcome = ensure_image(docker, supervisor, [base_id], options.force)
@@ -670,11 +686,19 @@ def build_all(options: Options, docker: Docker, catalog: Catalog) -> Tally:
         tally.failed.append(supervisor_image)
         tally.not_attempted = len(specs)
         return tally
-    parents = [base_id, supervisor_id]
     pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="image-build")
     try:
         futures = [
-            pool.submit(_build_language, docker, spec, targets, parents, options, tally, progress)
+            pool.submit(
+                _build_language,
+                docker,
+                spec,
+                targets,
+                [bases[spec.suite or DEBIAN_SUITE][1], supervisor_id],
+                options,
+                tally,
+                progress,
+            )
             for spec, targets in work
         ]
         for future in futures:

@@ -90,11 +90,12 @@ def packages_from_label(value: str) -> dict[str, str]:
 
 
 def image_for(spec: LanguageSpec, names: ImageNames = ImageNames()) -> str:
-    """The image a language runs in: `codebeaker/<id>` unless named otherwise."""
-    return names.named(spec.id)
+    """The image a language's version runs in: `codebeaker/<key>` (`python`, or
+    `python-bookworm` for a version besides the default) unless named otherwise."""
+    return names.named(spec.key)
 
 
 def installer_image_for(spec: LanguageSpec, names: ImageNames = ImageNames()) -> str:
-    """The image that installs a language's request-time packages: its Dockerfile's
-    `installer` stage, `codebeaker/<id>-installer`."""
-    return names.named(f"{spec.id}-{INSTALLER_STAGE}")
+    """The image that installs request-time packages for a language's version: its
+    Dockerfile's `installer` stage, `codebeaker/<key>-installer`."""
+    return names.named(f"{spec.key}-{INSTALLER_STAGE}")

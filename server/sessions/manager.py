@@ -136,7 +136,7 @@ class Sessions:
         backend: SessionBackend,
         registry: Registry,
         *,
-        specs: Callable[[str], LanguageSpec],
+        specs: Callable[[str, str], LanguageSpec],
         max_sessions: int,
         spares: Spares,
         resizable: Callable[[str], bool],
@@ -319,7 +319,7 @@ class Sessions:
 
     def _spec_of(self, record: SessionRecord) -> LanguageSpec:
         """The spec every Exec and cell of `record` runs with (its packages' variables too)."""
-        spec = self._specs(record.language)
+        spec = self._specs(record.language, record.version)
         if record.package_set:
             spec = replace(spec, env={**spec.env, **spec.installer_env})
         return spec

@@ -49,7 +49,7 @@ class SessionRuntime:
         self.sessions = Sessions(
             backend,
             Registry(state_dir),
-            specs=lambda language: catalog().resolve(language),
+            specs=lambda language, version: catalog().select(language, version),
             max_sessions=config.max_sessions,
             spares=Spares(backend, self.policy.sandbox_default, config.session_spares),
             resizable=resizable,

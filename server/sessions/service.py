@@ -41,7 +41,6 @@ from codebeaker.server.requests import (
     _plain_string,
     _seconds,
     asked_packages,
-    check_version,
 )
 from codebeaker.server.responses import file_messages
 from codebeaker.server.sessions.config import SessionConfig, SessionPolicy
@@ -304,8 +303,9 @@ class SessionServicer(spb_grpc.SessionServiceServicer):
             raise InvalidRequest(
                 "session.language", "required (e.g. python, bash)", reason=Reason.FIELD_REQUIRED
             )
-        spec = self._catalog().resolve(asked.language, "session.language")
-        check_version(spec, asked.version, "session.version")
+        spec = self._catalog().select(
+            asked.language, asked.version, "session.language", "session.version"
+        )
         if request.session_id and not SESSION_ID.fullmatch(request.session_id):
             raise InvalidRequest(
                 "session_id",

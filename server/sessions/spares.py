@@ -56,20 +56,21 @@ class Spares:
     def drop_lost(self) -> None:
         """Forget spares whose agent went away (their container died: an engine
         restart), remove them, and start replacements."""
-        for language, ready in self._ready.items():
+        for runtime, ready in self._ready.items():
             lost = [s for s in ready if s.link.lost]
             for spare in lost:
                 ready.remove(spare)
                 self._spawn(self._discard(spare))
             if lost:
-                self._fill(language)
+                self._fill(runtime)
 
     def take(self, spec: LanguageSpec) -> Spare | None:
-        """A ready spare of `spec`'s language (and a replacement started), or None."""
+        """A ready spare of `spec`'s version of its language (and a replacement
+        started), or None."""
         if self._per_language == 0 or self._closed:
             return None
-        self._wanted[spec.id] = spec
-        ready = self._ready.get(spec.id, [])
+        self._wanted[spec.key] = spec
+        ready = self._ready.get(spec.key, [])
         spare = None
         while ready and spare is None:
             candidate = ready.pop(0)
@@ -77,29 +78,29 @@ class Spares:
                 self._spawn(self._backend.remove(candidate.sandbox.sandbox_id))
             else:
                 spare = candidate
-        self._fill(spec.id)
+        self._fill(spec.key)
         return spare
 
-    def _fill(self, language: str) -> None:
-        if language not in self._filling and not self._closed:
-            self._filling.add(language)
-            self._spawn(self._fill_language(language))
+    def _fill(self, runtime: str) -> None:
+        if runtime not in self._filling and not self._closed:
+            self._filling.add(runtime)
+            self._spawn(self._fill_runtime(runtime))
 
-    async def _fill_language(self, language: str) -> None:
+    async def _fill_runtime(self, runtime: str) -> None:
         try:
-            while not self._closed and len(self._ready.get(language, [])) < self._per_language:
+            while not self._closed and len(self._ready.get(runtime, [])) < self._per_language:
                 try:
-                    spare = await self._launch(self._wanted[language])
+                    spare = await self._launch(self._wanted[runtime])
                 except CodeBeakerError as error:
-                    log.warning("could not start a spare %s session sandbox: %s", language, error)
+                    log.warning("could not start a spare %s session sandbox: %s", runtime, error)
                     await asyncio.sleep(RETRY_DELAY)
                     continue
                 if self._closed:
                     await self._discard(spare)
                     return
-                self._ready.setdefault(language, []).append(spare)
+                self._ready.setdefault(runtime, []).append(spare)
         finally:
-            self._filling.discard(language)
+            self._filling.discard(runtime)
 
     async def _launch(self, spec: LanguageSpec) -> Spare:
         session_id = new_session_id()

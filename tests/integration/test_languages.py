@@ -8,9 +8,11 @@ from its other files, with its expected stdout in `multi.out`.
 
 Hello world runs on every server kind (runc and gVisor hosts, cold containers)
 for every language. The other examples run everywhere for the languages kept
-warm (the common ones), and under runc hosts for the rest: a sandbox is the same
-for every language, and thirty languages on three kinds would cost CI minutes
-that tell nothing new.
+warm (the common ones), and under runc hosts for the rest and for every second
+version (bookworm's, asked for by its exact version): a sandbox is the same for
+every language, and thirty languages on three kinds would cost CI minutes that
+tell nothing new. (Second versions' hello world runs on every kind in
+test_versions.)
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from tests.integration.conftest import run
 
 pytestmark = pytest.mark.docker
 EXAMPLES = Path(__file__).resolve().parents[1] / "languages"
-SPECS = Catalog.load().specs()
-COMPILED = [spec for spec in SPECS if spec.compiled]
+CATALOG = Catalog.load()
+SPECS = CATALOG.specs()
+RUNTIMES = CATALOG.runtimes()  # every version of every language
+COMPILED = [spec for spec in RUNTIMES if spec.compiled]
 HELLO = b"Hello, World!\n"
 
 
@@ -50,13 +54,25 @@ def sampled(specs: list[LanguageSpec]) -> list[ParameterSet]:
     """`specs` as parameters: the warm ones on every server kind, the others on
     SAMPLED_KINDS only."""
     only = pytest.mark.servers(*SAMPLED_KINDS)
-    return [pytest.param(s, id=s.id, marks=() if s.warm else (only,)) for s in specs]
+    return [pytest.param(s, id=s.key, marks=() if s.warm else (only,)) for s in specs]
 
 
-@pytest.fixture(params=sampled(SPECS))
+@pytest.fixture(params=sampled(RUNTIMES))
 def spec(request: pytest.FixtureRequest) -> LanguageSpec:
     language: LanguageSpec = request.param
     return language
+
+
+def version_of(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> str:
+    """What a request asks for to get `spec`'s version: nothing for the default, else
+    its exact version as the server lists it (each language's in the catalog's order)."""
+    if spec.is_default:
+        return ""
+    listed = stub.ListRuntimes(pb.ListRuntimesRequest(), timeout=30).runtimes
+    versions = [runtime.version for runtime in listed if runtime.language == spec.id]
+    keys = [other.key for other in CATALOG.versions(spec.id)]
+    assert len(versions) == len(keys), versions
+    return versions[keys.index(spec.key)]
 
 
 @pytest.mark.parametrize("any_spec", SPECS, ids=[spec.id for spec in SPECS])
@@ -70,20 +86,21 @@ def test_hello_world(stub: pb_grpc.ExecutionServiceStub, any_spec: LanguageSpec)
 
 def test_stdin_echo(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> None:
     data = b"line one\nline two \xc3\xa9\n"
-    result = run(stub, spec.id, example(spec, "echo"), stdin=data)
+    result = run(stub, spec.id, example(spec, "echo"), stdin=data, version=version_of(stub, spec))
     assert result.status == pb.EXECUTION_STATUS_OK, ok(result)
     assert result.stdout == data
 
 
 def test_runtime_error_exit_code(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSpec) -> None:
-    result = run(stub, spec.id, example(spec, "exit3"))
+    result = run(stub, spec.id, example(spec, "exit3"), version=version_of(stub, spec))
     assert result.status == pb.EXECUTION_STATUS_RUNTIME_ERROR, ok(result)
     assert result.exit_code == 3
 
 
 @pytest.mark.parametrize("compiled", sampled(COMPILED))
 def test_compile_error(stub: pb_grpc.ExecutionServiceStub, compiled: LanguageSpec) -> None:
-    result = run(stub, compiled.id, example(compiled, "compile_error"))
+    source = example(compiled, "compile_error")
+    result = run(stub, compiled.id, source, version=version_of(stub, compiled))
     assert result.status == pb.EXECUTION_STATUS_COMPILE_ERROR, ok(result)
     assert result.compile.status == pb.EXECUTION_STATUS_COMPILE_ERROR
     assert result.compile.exit_code != 0
@@ -99,7 +116,12 @@ def test_multi_file_program(stub: pb_grpc.ExecutionServiceStub, spec: LanguageSp
         if path.is_file()
     ]
     assert any(f.path == spec.file_name for f in files)
-    spec_message = pb.ExecutionSpec(language=spec.id, files=files, entrypoint=spec.file_name)
+    spec_message = pb.ExecutionSpec(
+        language=spec.id,
+        version=version_of(stub, spec),
+        files=files,
+        entrypoint=spec.file_name,
+    )
     response = stub.Execute(pb.ExecuteRequest(spec=spec_message), timeout=120)
     result = response.result
     assert result.status == pb.EXECUTION_STATUS_OK, ok(result)

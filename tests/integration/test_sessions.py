@@ -148,6 +148,29 @@ def test_files_and_processes_persist_between_execs(sessions: Sessions) -> None:
     sessions.delete(name)
 
 
+def test_a_session_runs_the_version_it_asked_for(sessions: Sessions) -> None:
+    """A prefix names the second version; its Execs (and spares) are that image's; a
+    version the server does not have is refused, listing those it has."""
+    printed = "import platform; print(platform.python_version())"
+    default = sessions.create()
+    old = sessions.create(version="3.11")
+    assert old.version.startswith("3.11.") and not default.version.startswith("3.11.")
+    assert sessions.run(old.name, "python3", "-c", printed)[0].decode().strip() == old.version
+    assert (
+        sessions.run(default.name, "python3", "-c", printed)[0].decode().strip() == default.version
+    )
+    again = sessions.create(version="3.11")  # from the spare the first one started
+    assert sessions.run(again.name, "python3", "-c", printed)[0].decode().strip() == old.version
+    assert sessions.get(old.name).version == old.version
+    with pytest.raises(grpc.RpcError) as refused:
+        sessions.create(version="3.12")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "session.version" in str(refused.value.details())
+    assert f"{default.version}, {old.version}" in str(refused.value.details())
+    for session in (default, old, again):
+        sessions.delete(session.name)
+
+
 def test_interactive_stdin_round_trip_and_signals(sessions: Sessions) -> None:
     name = sessions.create().name
     requests: queue.Queue[spb.ExecRequest | None] = queue.Queue()

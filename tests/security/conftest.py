@@ -254,11 +254,18 @@ class Sandbox:
         stdin: bytes = b"",
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        version: str = "",
     ) -> pb.ExecutionSpec:
         self.language = language
         data = source.encode() if isinstance(source, str) else source
         return pb.ExecutionSpec(
-            language=language, source=data, stdin=stdin, args=args, env=env or {}, limits=limits
+            language=language,
+            version=version,
+            source=data,
+            stdin=stdin,
+            args=args,
+            env=env or {},
+            limits=limits,
         )
 
     def run(self, language: str, source: str | bytes, **options: object) -> pb.ExecutionResult:

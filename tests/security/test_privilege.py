@@ -73,6 +73,23 @@ def test_no_new_privileges_and_seccomp(sandbox: Sandbox, runtime: str) -> None:
         assert report == {"no_new_privs": 1, "seccomp": 2, "NoNewPrivs": 1, "Seccomp": 2}
 
 
+@pytest.mark.parametrize(("language", "version"), [("python", "3.11"), ("javascript", "18")])
+def test_a_second_version_gets_the_same_sandbox(
+    sandbox: Sandbox, language: str, version: str, isolation: str, runtime: str
+) -> None:
+    """Bookworm's older toolchains run in images of their own, under the same
+    supervisor, identity, capabilities and filter as the default's."""
+    identity = sandbox.probe("identity", language, version=version)
+    assert (identity["uid"], identity["euid"]) == (NOBODY, NOBODY)
+    refused = {"EINVAL" if isolation == "host" else "EPERM", "EPERM", NODE_REFUSES}
+    assert {identity[call] for call in ("setuid", "setgid", "setgroups", "seteuid")} <= refused
+    assert set(sandbox.probe("capabilities", language, version=version).values()) == {0}
+    if language == "python":
+        flags = sandbox.probe("status_flags", language, version=version)
+        assert (flags["no_new_privs"], flags["seccomp"], flags["Seccomp"]) == (1, 2, 2)
+        assert flags.get("NoNewPrivs", 1) == 1 and ("NoNewPrivs" in flags) is (runtime == "runc")
+
+
 def test_cannot_trace_pid_1(sandbox: Sandbox) -> None:
     report = sandbox.probe("ptrace_init")
     assert report == {"attach": "EPERM", "seize": "EPERM", "mem": "EACCES"}

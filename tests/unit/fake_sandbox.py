@@ -117,8 +117,8 @@ class FakeSandbox:
 
     async def readiness(self) -> Mapping[str, str | None]:
         answer = {
-            spec.id: self.unready or self.unready_languages.get(spec.id)
-            for spec in Catalog.load().specs()
+            spec.key: self.unready or self.unready_languages.get(spec.key)
+            for spec in Catalog.load().runtimes()
         }
         async with self._checked:
             self._checks += 1

@@ -155,7 +155,7 @@ class FakeExecutionService(pb_grpc.ExecutionServiceServicer):
         self.arrived.set()
         names = {r.language for r in self.runtimes} | {a for r in self.runtimes for a in r.aliases}
         if spec.language not in names:
-            known = ", ".join(sorted(r.language for r in self.runtimes))
+            known = ", ".join(sorted({r.language for r in self.runtimes}))
             call.abort(
                 Failure(
                     grpc.StatusCode.INVALID_ARGUMENT,

@@ -32,7 +32,23 @@ class FakeServer:
 def fake() -> Iterator[FakeServer]:
     service = ScriptedService()
     service.runtimes += [
-        pb.Runtime(language="c", version="12", aliases=["gcc"], file_name="main.c", compiled=True),
+        pb.Runtime(
+            language="c",
+            version="14.2.0",
+            aliases=["gcc"],
+            file_name="main.c",
+            compiled=True,
+            version_aliases=["14.2", "14"],
+            is_default=True,
+        ),
+        pb.Runtime(
+            language="c",
+            version="12.2.0",
+            aliases=["gcc"],
+            file_name="main.c",
+            compiled=True,
+            version_aliases=["12.2", "12"],
+        ),
         pb.Runtime(language="cpp", version="12", file_name="main.cpp", compiled=True),
     ]
     with serve(service) as address:
@@ -316,12 +332,15 @@ def test_ctrl_c_cancels_the_execution(fake: FakeServer, program: Path) -> None:
 def test_runtimes_prints_a_table(fake: FakeServer) -> None:
     done = codebeaker("runtimes", "--address", fake.address)
     assert done.returncode == 0, done.stderr
+    # In the server's order (a language's default version first); "(default)" only
+    # where a language has several.
     assert done.stdout.decode().splitlines() == [
-        "LANGUAGE    VERSION  ALIASES      FILE      COMPILED  PACKAGES",
-        "c           12       gcc          main.c    yes",
-        "cpp         12                    main.cpp  yes",
-        "javascript  18.19.0  js, node     main.js   no",
-        "python      3.11.2   py, python3  main.py   no        2",
+        "LANGUAGE    VERSION           VERSION ALIASES  ALIASES      FILE      COMPILED  PACKAGES",
+        "python      3.11.2                             py, python3  main.py   no        2",
+        "javascript  18.19.0                            js, node     main.js   no",
+        "c           14.2.0 (default)  14.2, 14         gcc          main.c    yes",
+        "c           12.2.0            12.2, 12         gcc          main.c    yes",
+        "cpp         12                                              main.cpp  yes",
     ]
 
 

@@ -195,8 +195,9 @@ def test_addresses_we_cannot_use_are_refused_saying_why(text: str, problem: str)
         EngineAddress.parse(text)
 
 
-async def test_docker_readiness_is_per_language(socket_dir: Path) -> None:
-    fake = FakeEngine(newest="1.52", oldest="1.44", images={"cb-python:t1": "3.11.2"})
+async def test_docker_readiness_is_per_language_and_version(socket_dir: Path) -> None:
+    images = {"cb-python:t1": "3.13.5", "cb-python-bookworm:t1": "3.11.2"}
+    fake = FakeEngine(newest="1.52", oldest="1.44", images=images)
     running = start(fake, socket_dir)
     catalog = Catalog.load().only(["python", "c", "js"])
     settings = DockerSettings(
@@ -208,21 +209,32 @@ async def test_docker_readiness_is_per_language(socket_dir: Path) -> None:
     try:
         readiness = await backend.readiness()
         assert readiness["python"] is None
+        assert readiness["python-bookworm"] is None
         assert readiness["c"] == "OCI runtime runsc is not registered with the engine"
         assert "runtime image missing" in str(readiness["javascript"])
         assert "cb-javascript:t1" in str(readiness["javascript"])
-        assert await backend.versions() == {"python": "3.11.2"}
-        assert await backend.packages() == {"python": {}}  # no label: none
-        fake.packages["cb-python:t1"] = '{"numpy":"1.24.2"}'
-        assert await backend.packages() == {"python": {"numpy": "1.24.2"}}
+        assert "cb-javascript-bookworm:t1" in str(readiness["javascript-bookworm"])
+        assert await backend.versions() == {"python": "3.13.5", "python-bookworm": "3.11.2"}
+        assert await backend.packages() == {"python": {}, "python-bookworm": {}}  # no label
+        fake.packages["cb-python:t1"] = '{"numpy":"2.2.4"}'
+        fake.packages["cb-python-bookworm:t1"] = '{"numpy":"1.24.2"}'
+        assert await backend.packages() == {
+            "python": {"numpy": "2.2.4"},
+            "python-bookworm": {"numpy": "1.24.2"},
+        }
         fake.runtimes = ("runc", "runsc")
-        fake.images["cb-c:t1"] = "12.2.0"
+        fake.images["cb-c:t1"] = "14.2.0"
         assert (await backend.readiness())["c"] is None
+        assert "cb-c-bookworm:t1" in str((await backend.readiness())["c-bookworm"])
     finally:
         await backend.close()
         running.close()
     reasons = await DockerBackend(catalog, settings).readiness()  # the engine gone
-    assert set(reasons) == {"c", "javascript", "python"}
+    assert set(reasons) == {
+        f"{language}{version}"
+        for language in ("c", "javascript", "python")
+        for version in ("", "-bookworm")
+    }
     assert all("unreachable" in str(reason) for reason in reasons.values())
 
 

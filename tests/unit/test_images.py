@@ -35,12 +35,13 @@ from codebeaker.runtimes.docker.images import (
     build,
     debian_sources,
     decide,
-    declares_extra_ca,
+    declares_arg,
     extra_ca_certs,
     options_from,
     parse_args,
     parse_packages,
     parse_version,
+    pull_candidate,
     resolve_base_image,
     run_build,
     select,
@@ -223,8 +224,8 @@ def test_extra_ca_certs_go_only_to_dockerfiles_that_declare_them(
 ) -> None:
     js = Catalog.load().resolve("js").directory / "Dockerfile"
     py = Catalog.load().resolve("py").directory / "Dockerfile"
-    assert declares_extra_ca(js) and not declares_extra_ca(py)
-    assert not declares_extra_ca(tmp_path / "missing")
+    assert declares_arg(js, "EXTRA_CA_CERTS") and not declares_arg(py, "EXTRA_CA_CERTS")
+    assert not declares_arg(tmp_path / "missing", "EXTRA_CA_CERTS")
     cas = tmp_path / "ca"
     monkeypatch.setattr(images, "LOCAL_CA_DIR", cas)
     assert extra_ca_certs() == ""
@@ -237,6 +238,10 @@ def test_extra_ca_certs_go_only_to_dockerfiles_that_declare_them(
     assert build(Options(languages=("py", "js")), docker, Catalog.load()) == 0
     assert docker.build_args["codebeaker/javascript"]["EXTRA_CA_CERTS"] == extra_ca_certs()
     assert "EXTRA_CA_CERTS" not in docker.build_args["codebeaker/python"]
+    # DEBIAN_SUITE too, to the Dockerfiles that declare it (JavaScript's npm lock per suite).
+    assert docker.build_args["codebeaker/javascript"]["DEBIAN_SUITE"] == DEBIAN_SUITE
+    assert docker.build_args["codebeaker/javascript-bookworm"]["DEBIAN_SUITE"] == "bookworm"
+    assert "DEBIAN_SUITE" not in docker.build_args["codebeaker/python-bookworm"]
 
 
 def test_parse_version() -> None:
@@ -322,8 +327,9 @@ def test_module_main_and_subcommand_share_the_parser(monkeypatch: pytest.MonkeyP
 
 def test_select_resolves_aliases_and_rejects_unknown_languages() -> None:
     catalog = Catalog.load()
-    assert [s.id for s in select(catalog, ["py", "python", "js"])] == ["javascript", "python"]
-    assert select(catalog, []) == catalog.specs()
+    chosen = [s.key for s in select(catalog, ["py", "python", "js"])]
+    assert chosen == ["javascript", "javascript-bookworm", "python", "python-bookworm"]
+    assert select(catalog, []) == catalog.runtimes()
     with pytest.raises(BuildError, match="known languages"):
         select(catalog, ["cobol"])
 
@@ -408,13 +414,15 @@ def test_the_base_suite_is_a_parameter() -> None:
 
 
 def test_every_dockerfile_defaults_to_the_suite() -> None:
-    dockerfiles = [
-        SUPERVISOR_DIR / "Dockerfile",
-        *(s.directory / "Dockerfile" for s in Catalog.load().specs()),
-    ]
-    for dockerfile in dockerfiles:
+    """Its own: the images' suite, or that of the one version built from it."""
+    dockerfiles = {SUPERVISOR_DIR / "Dockerfile": DEFAULT_BASE_IMAGE}
+    for spec in Catalog.load().runtimes():
+        if spec.is_default or spec.folder:
+            dockerfiles[spec.build_dir / "Dockerfile"] = pull_candidate(spec.suite or DEBIAN_SUITE)
+    assert len(dockerfiles) == 1 + len(Catalog.load().specs()) + 1  # python's bookworm/
+    for dockerfile, base in dockerfiles.items():
         declared = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile.read_text(), re.MULTILINE)
-        assert declared == [DEFAULT_BASE_IMAGE], dockerfile
+        assert declared == [base], dockerfile
 
 
 class FakeDocker(Docker):
@@ -424,7 +432,8 @@ class FakeDocker(Docker):
         super().__init__()
         self.broken = set(broken)
         self.images: dict[str, tuple[str, dict[str, str]]] = {
-            DEFAULT_BASE_IMAGE: ("sha256:base", {})
+            DEFAULT_BASE_IMAGE: ("sha256:base", {}),
+            pull_candidate("bookworm"): ("sha256:bookworm", {}),
         }
         self.builds: list[str] = []
         self.build_args: dict[str, Mapping[str, str]] = {}
@@ -512,8 +521,9 @@ def test_languages_build_at_once_with_numbered_progress(
     options = Options(languages=("c", "go", "rust"), jobs=3)
     assert build(options, docker, Catalog.load()) == 0
     out = capsys.readouterr().out
-    assert sorted(re.findall(r"^\[(\d)/4\] ", out, re.M)) == ["1", "2", "3", "4"]
-    assert summary_of(out) == "4 ready (4 built, 0 up to date, 0 failed)"
+    # Each with its second version (bookworm's): six language images and the supervisor.
+    assert sorted(re.findall(r"^\[(\d)/7\] ", out, re.M)) == [str(n) for n in range(1, 8)]
+    assert summary_of(out) == "7 ready (7 built, 0 up to date, 0 failed)"
 
 
 def test_jobs_are_parsed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -529,17 +539,26 @@ def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[st
     options = Options(languages=("py", "c"))
     assert build(options, docker, catalog) == 0
     captured = capsys.readouterr()
-    assert summary_of(captured.out) == "4 ready (4 built, 0 up to date, 0 failed)"
-    # A language with an installer gets its Dockerfile's installer stage as a second image.
+    assert summary_of(captured.out) == "7 ready (7 built, 0 up to date, 0 failed)"
+    # A language with an installer gets its Dockerfile's installer stage as a second
+    # image; a second version (bookworm's) has images of its own.
     assert docker.stages == {
         SUPERVISOR_IMAGE: "",
         "codebeaker/c": "",
+        "codebeaker/c-bookworm": "",
         "codebeaker/python": "",
         "codebeaker/python-installer": "installer",
+        "codebeaker/python-bookworm": "",
+        "codebeaker/python-bookworm-installer": "installer",
     }
-    for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python"):
+    for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python-bookworm"):
         assert f"building {image} ..." in captured.err
-        assert re.search(rf"^\[\d+/4\] {image}: built in .* s", captured.out, re.M)
+        assert re.search(rf"^\[\d+/7\] {image}: built in .* s", captured.out, re.M)
+    # Each version on its own suite's base; the supervisor (static) on the default's.
+    for image in (SUPERVISOR_IMAGE, "codebeaker/c", "codebeaker/python"):
+        assert docker.build_args[image]["BASE_IMAGE"] == DEFAULT_BASE_IMAGE
+    for image in ("codebeaker/c-bookworm", "codebeaker/python-bookworm-installer"):
+        assert docker.build_args[image]["BASE_IMAGE"] == pull_candidate("bookworm")
     assert "codebeaker/python: built in" in captured.out
     assert "(version 1.0, 2 packages)" in captured.out
     assert docker.labels("codebeaker/python")[PACKAGES_LABEL] == (
@@ -552,7 +571,7 @@ def test_build_reports_each_image_and_a_summary(capsys: pytest.CaptureFixture[st
     captured = capsys.readouterr()
     assert len(docker.builds) == builds and "building" not in captured.err
     assert "codebeaker/c: up to date (version 1.0)" in captured.out
-    assert summary_of(captured.out) == "4 ready (0 built, 4 up to date, 0 failed)"
+    assert summary_of(captured.out) == "7 ready (0 built, 7 up to date, 0 failed)"
 
 
 def test_a_failed_language_is_named_and_fails_the_run(capsys: pytest.CaptureFixture[str]) -> None:
@@ -561,7 +580,7 @@ def test_a_failed_language_is_named_and_fails_the_run(capsys: pytest.CaptureFixt
     assert build(Options(languages=("c", "py", "js")), docker, catalog) == 1
     captured = capsys.readouterr()
     assert "codebeaker/c: FAILED: `docker build` of codebeaker/c failed" in captured.err
-    assert summary_of(captured.out) == "5 ready (5 built, 0 up to date, 1 failed: codebeaker/c)"
+    assert summary_of(captured.out) == "10 ready (10 built, 0 up to date, 1 failed: codebeaker/c)"
     assert image_for(catalog.resolve("js")) in docker.builds  # the others still built
 
 
@@ -570,7 +589,7 @@ def test_a_failed_supervisor_stops_the_languages(capsys: pytest.CaptureFixture[s
     assert build(Options(languages=("c", "py")), docker, Catalog.load()) == 1
     assert docker.builds == []
     assert summary_of(capsys.readouterr().out) == (
-        "0 ready (0 built, 0 up to date, 1 failed: codebeaker/supervisor; 2 not attempted)"
+        "0 ready (0 built, 0 up to date, 1 failed: codebeaker/supervisor; 4 not attempted)"
     )
 
 
@@ -632,6 +651,8 @@ def test_prefix_and_tag_name_every_image_and_the_supervisor_they_copy(
     assert set(docker.builds[1:]) == {
         "reg.example:5000/cb-python:t1",
         "reg.example:5000/cb-python-installer:t1",
+        "reg.example:5000/cb-python-bookworm:t1",
+        "reg.example:5000/cb-python-bookworm-installer:t1",
     }
     args = docker.build_args["reg.example:5000/cb-python:t1"]
     assert args["SUPERVISOR_IMAGE"] == "reg.example:5000/cb-supervisor:t1"

@@ -16,9 +16,9 @@ def test_readme_language_table_is_generated_from_the_specs() -> None:
     assert main([str(ROOT / "README.md"), "--check"]) == 0, "run `make readme`"
 
 
-def test_every_language_has_recorded_hello_world_figures() -> None:
+def test_every_language_and_version_has_recorded_hello_world_figures() -> None:
     figures = recorded_figures()
-    missing = [spec.id for spec in Catalog.load().specs() if spec.id not in figures]
+    missing = sorted({s.id for s in Catalog.load().runtimes() if s.key not in figures})
     assert not missing, f"run `python -m bench.languages --languages {','.join(missing)}`"
     for language, measured in figures.items():
         assert measured["version"], language
@@ -27,11 +27,17 @@ def test_every_language_has_recorded_hello_world_figures() -> None:
 
 def test_the_table_shows_version_and_hello_world_figures() -> None:
     figures: dict[str, dict[str, object]] = {
-        "python": {"version": "3.13.5", "warm_ms": 17.0, "cold_ms": 102.0}
+        "python": {"version": "3.13.5", "warm_ms": 17.0, "cold_ms": 102.0},
+        "python-bookworm": {"version": "3.11.2", "warm_ms": 16.0, "cold_ms": 99.0},
     }
-    table = markdown_table(Catalog.load(), figures)
-    assert "| Python | `python` | 3.13.5 |" in table and "| 17.0 / 102.0 |" in table
-    assert "| Bash | `bash` | — |" in table
+    table = markdown_table(Catalog.load(), figures).splitlines()
+    python = [i for i, row in enumerate(table) if row.startswith("| Python | `python` |")]
+    assert len(python) == 2 and python[1] == python[0] + 1  # one row per version, default first
+    assert table[python[0]].startswith("| Python | `python` | 3.13.5 (default) |")
+    assert table[python[0]].endswith("| 17.0 / 102.0 |")
+    assert table[python[1]].startswith("| Python | `python` | 3.11.2 (bookworm) |")
+    assert table[python[1]].endswith("| 16.0 / 99.0 |")
+    assert "| Bash | `bash` | — |" in "\n".join(table)  # one version: no (default)
 
 
 def test_rewrite_replaces_only_between_the_markers() -> None:

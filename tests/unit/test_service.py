@@ -231,9 +231,11 @@ async def wait_for_health(channel: aio.Channel, wanted: int) -> None:
 async def test_health_serving_when_sandbox_ready(running: Running) -> None:
     await wait_for_health(running.channel, health_pb2.HealthCheckResponse.SERVING)
     runtimes = await running.stub.ListRuntimes(pb.ListRuntimesRequest())
-    versions = {r.language: r.version for r in runtimes.runtimes}
+    defaults = [r for r in runtimes.runtimes if r.is_default]
+    assert len(defaults) == len({r.language for r in runtimes.runtimes})  # one per language
+    versions = {r.language: r.version for r in defaults}
     assert (versions["python"], versions["javascript"]) == ("3.11.2", "18.19.0")
-    packages = {r.language: [(p.name, p.version) for p in r.packages] for r in runtimes.runtimes}
+    packages = {r.language: [(p.name, p.version) for p in r.packages] for r in defaults}
     assert packages["python"] == [("numpy", "1.24.2"), ("pandas", "1.5.3")]  # sorted by name
     assert packages["javascript"] == [] and packages["c"] == []
 

@@ -352,7 +352,10 @@ class ExecutionSpec(_message.Message):
     """Language id or alias, e.g. "python", "py", "javascript", "js"."""
     version: _builtins.str
     """Optional language version; empty means the server's default. Exact
-    ("3.13.5") or a prefix of whole dotted parts ("3.13", "3").
+    ("3.13.5") or a prefix of whole dotted parts ("3.11", "3"); a prefix
+    several versions share selects the default, else the newest. ListRuntimes
+    lists each version with the aliases that select it. A version the language
+    does not have is INVALID_ARGUMENT (VERSION_UNAVAILABLE) listing them.
     """
     source: _builtins.bytes
     """The single-file program. Either source or files must be set."""
@@ -884,7 +887,9 @@ Global___ListRuntimesRequest: _TypeAlias = ListRuntimesRequest  # noqa: Y015
 
 @_typing.final
 class Runtime(_message.Message):
-    """Runtime describes one language the server can run."""
+    """Runtime describes one version of a language the server can run. A language
+    with several versions is listed once per version, its default first.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -895,13 +900,20 @@ class Runtime(_message.Message):
     COMPILED_FIELD_NUMBER: _builtins.int
     PACKAGES_FIELD_NUMBER: _builtins.int
     INSTALLABLE_FIELD_NUMBER: _builtins.int
+    VERSION_ALIASES_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
     language: _builtins.str
     """Canonical language id, e.g. "python"."""
     version: _builtins.str
+    """The toolchain's version, e.g. "3.13.5"; ExecutionSpec.version names it
+    exactly or by one of version_aliases.
+    """
     file_name: _builtins.str
     """Default file name of a single-file program."""
     compiled: _builtins.bool
     """Whether the language has a compile stage."""
+    is_default: _builtins.bool
+    """Whether an unset ExecutionSpec.version selects this version."""
     @_builtins.property
     def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Other names accepted in ExecutionSpec.language."""
@@ -919,6 +931,14 @@ class Runtime(_message.Message):
         versions allowed ("" for any), from the server's allow-list.
         """
 
+    @_builtins.property
+    def version_aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Shorter names of this version that ExecutionSpec.version and
+        Session.version accept, longest first (e.g. "3.13", "3"): the prefixes of
+        whole parts that select it (a prefix several versions share selects the
+        default, else the newest).
+        """
+
     def __init__(
         self,
         *,
@@ -929,10 +949,12 @@ class Runtime(_message.Message):
         compiled: _builtins.bool = ...,
         packages: _abc.Iterable[Global___Package] | None = ...,
         installable: _abc.Iterable[Global___PackageRequest] | None = ...,
+        version_aliases: _abc.Iterable[_builtins.str] | None = ...,
+        is_default: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "compiled", b"compiled", "file_name", b"file_name", "installable", b"installable", "language", b"language", "packages", b"packages", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "compiled", b"compiled", "file_name", b"file_name", "installable", b"installable", "is_default", b"is_default", "language", b"language", "packages", b"packages", "version", b"version", "version_aliases", b"version_aliases"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
