@@ -1,6 +1,7 @@
 """Language runtimes as data: one folder per language under `languages/`.
 
-Each folder holds a Dockerfile and a `spec.toml`: id, aliases, file name, an
+Each folder holds a `spec.toml` (and a Dockerfile, unless Debian packages are
+all its image needs): id, aliases, file name, an
 optional compile command with the patterns that select its sources, the run
 command, the version command, an optional packages command (printing the
 packages baked into the image as a JSON object of name to version), extra
@@ -22,13 +23,18 @@ so with `file_name_from`: a regular expression whose first group, found in a
 single-file program, names its file (with the default file name's extension);
 `public class Solution` is then `Solution.java` and runs as `Solution`.
 
+A folder without a Dockerfile of its own is built from the one beside the
+language folders (`languages/Dockerfile`): the supervisor and the Debian
+packages its spec names in `debian_packages`, nothing else.
+
 A language may have several versions. The folder's spec is the default; each
-`[versions.NAME]` table adds one more, built from the Debian `suite` it names
-(the folder's Dockerfile, or the one in its own subfolder `folder`), with its
-own `env` on top of the language's. Its image is `codebeaker/<id>-<NAME>`;
-which version it is is read from the image, like the default's. A request
-names a version exactly or by a prefix of whole parts (`3.11`); a prefix that
-fits several takes the default if it fits, else the newest.
+`[versions.NAME]` table adds one more, built from the same Dockerfile on the
+Debian `suite` it names (passed as the build arg DEBIAN_SUITE to a Dockerfile
+that declares it), with its own `env` on top of the language's. Its image is
+`codebeaker/<id>-<NAME>`; which version it is is read from the image, like the
+default's. A request names a version exactly or by a prefix of whole parts
+(`3.11`); a prefix that fits several takes the default if it fits, else the
+newest.
 """
 
 from __future__ import annotations
@@ -45,8 +51,13 @@ from codebeaker.runtimes.errors import UnknownLanguage, UnknownVersion
 
 LANGUAGES_DIR = Path(__file__).resolve().parent / "languages"
 SPEC_FILE = "spec.toml"
+DOCKERFILE = "Dockerfile"
+# The Dockerfile of every language folder that has none: Debian packages only.
+PACKAGES_DOCKERFILE = LANGUAGES_DIR / DOCKERFILE
 # Ids name images, labels and health services: lowercase words, no spaces.
 _ID = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
+# Debian's package names (Policy 5.6.1), which are also safe as words of a shell line.
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+\Z")
 ENTRYPOINT_PLACEHOLDER = "{entrypoint}"
 STEM_PLACEHOLDER = "{stem}"
 SOURCES_PLACEHOLDER = "{sources}"
@@ -83,12 +94,14 @@ class LanguageSpec:
     # (its cache key and its folder on the host).
     package_set: str = ""
     package_dir: str = ""
-    # A version other than the default: its name in spec.toml ("" for the default),
-    # the Debian suite its image is built on ("": the images' own) and the folder
-    # that holds its Dockerfile (None: the language's folder).
+    # A version other than the default: its name in spec.toml ("" for the default)
+    # and the Debian suite its image is built on ("": the images' own).
     variant: str = ""
     suite: str = ""
-    folder: Path | None = None
+    # What its image is built from: the folder's own Dockerfile, or PACKAGES_DOCKERFILE
+    # with these Debian packages installed.
+    dockerfile: Path = PACKAGES_DOCKERFILE
+    debian_packages: tuple[str, ...] = ()
 
     @property
     def compiled(self) -> bool:
@@ -102,11 +115,6 @@ class LanguageSpec:
     @property
     def is_default(self) -> bool:
         return not self.variant
-
-    @property
-    def build_dir(self) -> Path:
-        """The folder its image is built from (its Dockerfile's)."""
-        return self.folder or self.directory
 
     def file_name_for(self, source: bytes) -> str:
         """The name a single-file program with this `source` gets when the caller names none."""
@@ -226,6 +234,8 @@ def load_language(directory: Path) -> list[LanguageSpec]:
             installer_env=installer_env,
             warm=_flag(raw, "warm"),
             file_name_from=_pattern(raw, "file_name_from"),
+            dockerfile=_dockerfile(directory),
+            debian_packages=tuple(_texts(raw, "debian_packages")),
         )
     except KeyError as error:
         raise ValueError(f"{path}: the field {error.args[0]} is missing") from error
@@ -237,7 +247,7 @@ def load_language(directory: Path) -> list[LanguageSpec]:
     return [spec, *_versions(raw.get("versions", {}), spec, path)]
 
 
-VERSION_FIELDS = ("suite", "folder", "env")
+VERSION_FIELDS = ("suite", "env")
 
 
 def _versions(raw: object, spec: LanguageSpec, path: Path) -> list[LanguageSpec]:
@@ -258,9 +268,6 @@ def _versions(raw: object, spec: LanguageSpec, path: Path) -> list[LanguageSpec]
             )
         try:
             suite = _text(table, "suite")
-            folder = table.get("folder")
-            if folder is not None and (not isinstance(folder, str) or not _ID.match(folder)):
-                raise TypeError("the field folder must name a subfolder of the language's")
             env = table.get("env", {})
             if not isinstance(env, dict):
                 raise TypeError("the field env must be a table")
@@ -268,13 +275,8 @@ def _versions(raw: object, spec: LanguageSpec, path: Path) -> list[LanguageSpec]
             raise ValueError(f"{where}: the field {error.args[0]} is missing") from error
         except TypeError as error:
             raise ValueError(f"{where}: {error}") from error
-        build_dir = spec.directory / folder if folder else None
-        if build_dir is not None and not (build_dir / "Dockerfile").is_file():
-            raise ValueError(f"{where}: {build_dir} has no Dockerfile")
         merged = MappingProxyType({**spec.env, **{str(k): str(v) for k, v in env.items()}})
-        found.append(
-            replace(spec, variant=name, suite=suite, folder=build_dir, env=merged, warm=False)
-        )
+        found.append(replace(spec, variant=name, suite=suite, env=merged, warm=False))
     return found
 
 
@@ -296,7 +298,16 @@ def _installer(raw: object) -> tuple[str, Mapping[str, str]]:
     return str(kind), MappingProxyType({str(k): str(v) for k, v in env.items()})
 
 
+def _dockerfile(directory: Path) -> Path:
+    own = directory / DOCKERFILE
+    return own if own.is_file() else PACKAGES_DOCKERFILE
+
+
 def _inconsistency(spec: LanguageSpec) -> str | None:
+    if spec.debian_packages and spec.dockerfile != PACKAGES_DOCKERFILE:
+        return "debian_packages is for a folder without a Dockerfile: install them in yours"
+    if any(not _PACKAGE.match(name) for name in spec.debian_packages):
+        return "debian_packages must be Debian package names (e.g. lua5.4, gawk)"
     if spec.id != spec.directory.name:
         return f"id {spec.id!r} must match its folder name"
     if not _ID.match(spec.id):
@@ -469,7 +480,7 @@ def _extra_runtimes(folder: Path, known: Mapping[str, LanguageSpec]) -> list[Lan
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         if not (entry / SPEC_FILE).is_file():
-            raise ValueError(f"{entry}: a language folder needs a {SPEC_FILE} (and a Dockerfile)")
+            raise ValueError(f"{entry}: a language folder needs a {SPEC_FILE}")
         versions = load_language(entry)
         if versions[0].id in known:
             raise ValueError(

@@ -24,7 +24,9 @@ class CatalogConfig:
         "", "languages to serve, ids or aliases, e.g. python,c; empty: all (readiness: these)"
     )
     languages_dir: str = setting(
-        "", "folder of extra language folders (spec.toml + Dockerfile each); empty: none"
+        "",
+        "folder of extra language folders (a spec.toml each, a Dockerfile unless it names "
+        "debian_packages); empty: none",
     )
 
     def catalog(self) -> Catalog:

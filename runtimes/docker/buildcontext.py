@@ -98,8 +98,14 @@ def context_files(directory: Path) -> list[Path]:
     )
 
 
-def inputs_hash(context: Path, build_args: Mapping[str, str], parents: Sequence[str]) -> str:
-    """A digest of what the image is made from; mtimes and file order do not matter."""
+def inputs_hash(
+    context: Path,
+    build_args: Mapping[str, str],
+    parents: Sequence[str],
+    dockerfile: Path | None = None,
+) -> str:
+    """A digest of what the image is made from (with `dockerfile` when it is not the
+    context's own); mtimes and file order do not matter."""
     digest = hashlib.sha256()
 
     def put(kind: str, data: bytes) -> None:
@@ -112,6 +118,8 @@ def inputs_hash(context: Path, build_args: Mapping[str, str], parents: Sequence[
         put("file", relative.as_posix().encode())
         put("exec", b"x" if os.access(path, os.X_OK) else b"-")
         put("bytes", path.read_bytes())
+    if dockerfile is not None:
+        put("dockerfile", dockerfile.read_bytes())
     for name in sorted(build_args):
         put("arg", name.encode())
         put("value", build_args[name].encode())

@@ -108,6 +108,9 @@ LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 # The build arg that names the Debian suite being built on, for Dockerfiles that
 # declare it (e.g. to pick the npm lock that suite's Node runs).
 SUITE_ARG = "DEBIAN_SUITE"
+# The build arg of the shared Dockerfile (languages/Dockerfile): the Debian packages
+# a spec names in debian_packages.
+PACKAGES_ARG = "DEBIAN_PACKAGES"
 INSTALL_HINT = "as root, `scripts/ensure-docker.sh` installs and starts Docker and mmdebstrap"
 
 # The mmdebstrap base: debian:*-slim's dpkg excludes, which persist and keep later
@@ -155,6 +158,7 @@ class Target:
     version_command: tuple[str, ...] = ()
     packages_command: tuple[str, ...] = ()
     stage: str = ""  # a build stage of the Dockerfile (--target); empty: the last one
+    dockerfile: Path | None = None  # None: the context's own
 
 
 def add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -219,7 +223,8 @@ def add_subcommands(
         metavar="DIR",
         type=Path,
         default=Path(environ[LANGUAGES_DIR_ENV]) if environ.get(LANGUAGES_DIR_ENV) else None,
-        help="also build the language folders in DIR (spec.toml + Dockerfile each; "
+        help="also build the language folders in DIR (a spec.toml each, and a Dockerfile "
+        "unless it names debian_packages; "
         f"env {LANGUAGES_DIR_ENV})",
     )
     command.add_argument("--force", action="store_true", help="rebuild without Docker's cache")
@@ -429,13 +434,17 @@ class Docker:
         except subprocess.TimeoutExpired:
             return False
 
-    def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
+    def build_argv(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> list[str]:
         args = ["build", "--force-rm", "--tag", target.image]  # no leftovers from failed steps
         args += [f"--build-arg={k}={v}" for k, v in sorted(target.build_args.items())]
         args += [f"--label={k}={v}" for k, v in sorted(labels.items())]
         args += ["--no-cache"] if no_cache else []
         args += ["--target", target.stage] if target.stage else []
-        done = self.run([*args, str(target.context)], stream=self.verbose)
+        args += ["--file", str(target.dockerfile)] if target.dockerfile else []
+        return [*args, str(target.context)]
+
+    def build(self, target: Target, labels: Mapping[str, str], no_cache: bool) -> None:
+        done = self.run(self.build_argv(target, labels, no_cache), stream=self.verbose)
         if done.returncode != 0:
             shown = "" if self.verbose else f"; last lines of its output:\n{tail(done.stdout)}"
             raise BuildError(f"`docker build` of {target.image} failed{shown}")
@@ -512,7 +521,7 @@ class Outcome:
 def ensure_image(docker: Docker, target: Target, parents: Sequence[str], force: bool) -> Outcome:
     """Build `target` unless it is current; say what happened in one line."""
     stage = {"--target": target.stage} if target.stage else {}
-    digest = inputs_hash(target.context, {**target.build_args, **stage}, parents)
+    digest = inputs_hash(target.context, {**target.build_args, **stage}, parents, target.dockerfile)
     labels = docker.labels(target.image)
     wants_version, wants_packages = bool(target.version_command), bool(target.packages_command)
     action = decide(labels, digest, wants_version, force, wants_packages)
@@ -612,16 +621,29 @@ def _targets(spec: LanguageSpec, base: str, options: Options) -> list[Target]:
     """A language's image, then its installer's (a stage of the same Dockerfile)."""
     supervisor_image = options.images.supervisor
     args = {"BASE_IMAGE": base, "SUPERVISOR_IMAGE": supervisor_image}
-    dockerfile = spec.build_dir / "Dockerfile"
-    if declares_arg(dockerfile, EXTRA_CA_ARG):
+    if declares_arg(spec.dockerfile, EXTRA_CA_ARG):
         args[EXTRA_CA_ARG] = extra_ca_certs()
-    if declares_arg(dockerfile, SUITE_ARG):
+    if declares_arg(spec.dockerfile, SUITE_ARG):
         args[SUITE_ARG] = spec.suite or DEBIAN_SUITE
+    if declares_arg(spec.dockerfile, PACKAGES_ARG):
+        args[PACKAGES_ARG] = " ".join(spec.debian_packages)
     image = image_for(spec, options.images)
-    targets = [Target(image, spec.build_dir, args, spec.version_command, spec.packages_command)]
+    shared = None if spec.dockerfile.parent == spec.directory else spec.dockerfile
+    targets = [
+        Target(
+            image,
+            spec.directory,
+            args,
+            spec.version_command,
+            spec.packages_command,
+            dockerfile=shared,
+        )
+    ]
     if spec.installer:
         installer = installer_image_for(spec, options.images)
-        targets.append(Target(installer, spec.build_dir, args, stage=INSTALLER_STAGE))
+        targets.append(
+            Target(installer, spec.directory, args, stage=INSTALLER_STAGE, dockerfile=shared)
+        )
     return targets
 
 
@@ -636,8 +658,8 @@ def _build_language(
 ) -> None:
     for target in targets:
         try:
-            if not (spec.build_dir / "Dockerfile").is_file():
-                raise BuildError(f"{spec.build_dir} has no Dockerfile")
+            if not spec.dockerfile.is_file():
+                raise BuildError(f"{spec.dockerfile} is missing")
             outcome = ensure_image(docker, target, parents, options.force)
         except BuildError as error:
             # One broken language must not hold back the others.

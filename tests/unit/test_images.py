@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.catalog import PACKAGES_DOCKERFILE, Catalog
 from codebeaker.runtimes.docker import images
 from codebeaker.runtimes.docker.buildcontext import (
     context_files,
@@ -112,6 +112,32 @@ def test_hash_does_not_let_names_and_contents_run_together(tmp_path: Path) -> No
     one = make_context(tmp_path / "one", {"ab": b"c"})
     two = make_context(tmp_path / "two", {"a": b"bc"})
     assert inputs_hash(one, {}, []) != inputs_hash(two, {}, [])
+
+
+def test_hash_changes_with_a_dockerfile_from_outside_the_context(
+    context: Path, tmp_path: Path
+) -> None:
+    shared = tmp_path / "Dockerfile"
+    shared.write_text("FROM scratch\n")
+    first = inputs_hash(context, ARGS, PARENTS, shared)
+    assert first != inputs_hash(context, ARGS, PARENTS)
+    shared.write_text("FROM scratch\nLABEL x=1\n")
+    assert inputs_hash(context, ARGS, PARENTS, shared) != first
+
+
+def test_a_folder_without_a_dockerfile_is_built_from_the_shared_one() -> None:
+    docker = FakeDocker()
+    assert build(Options(languages=("lua", "bash", "go")), docker, Catalog.load()) == 0
+    lua = docker.targets["codebeaker/lua"]
+    assert lua.dockerfile == PACKAGES_DOCKERFILE and lua.context.name == "lua"
+    assert lua.build_args["DEBIAN_PACKAGES"] == "lua5.4"
+    assert docker.targets["codebeaker/bash"].build_args["DEBIAN_PACKAGES"] == ""
+    go = docker.targets["codebeaker/go"]  # its own Dockerfile, in its folder
+    assert go.dockerfile is None and "DEBIAN_PACKAGES" not in go.build_args
+    argv = Docker().build_argv(lua, {}, no_cache=False)
+    assert argv[argv.index("--file") + 1] == str(PACKAGES_DOCKERFILE)
+    assert argv[-1] == str(lua.context)
+    assert "--file" not in Docker().build_argv(go, {}, no_cache=False)
 
 
 def test_hash_changes_with_build_args_and_parents(context: Path) -> None:
@@ -235,13 +261,14 @@ def test_extra_ca_certs_go_only_to_dockerfiles_that_declare_them(
     (cas / "c.pem").write_text("not a .crt: not taken\n")
     assert extra_ca_certs() == "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\nA"
     docker = FakeDocker()
-    assert build(Options(languages=("py", "js")), docker, Catalog.load()) == 0
+    assert build(Options(languages=("py", "js", "c")), docker, Catalog.load()) == 0
     assert docker.build_args["codebeaker/javascript"]["EXTRA_CA_CERTS"] == extra_ca_certs()
     assert "EXTRA_CA_CERTS" not in docker.build_args["codebeaker/python"]
     # DEBIAN_SUITE too, to the Dockerfiles that declare it (JavaScript's npm lock per suite).
     assert docker.build_args["codebeaker/javascript"]["DEBIAN_SUITE"] == DEBIAN_SUITE
     assert docker.build_args["codebeaker/javascript-bookworm"]["DEBIAN_SUITE"] == "bookworm"
-    assert "DEBIAN_SUITE" not in docker.build_args["codebeaker/python-bookworm"]
+    assert docker.build_args["codebeaker/python-bookworm"]["DEBIAN_SUITE"] == "bookworm"
+    assert "DEBIAN_SUITE" not in docker.build_args["codebeaker/c-bookworm"]
 
 
 def test_parse_version() -> None:
@@ -414,15 +441,14 @@ def test_the_base_suite_is_a_parameter() -> None:
 
 
 def test_every_dockerfile_defaults_to_the_suite() -> None:
-    """Its own: the images' suite, or that of the one version built from it."""
-    dockerfiles = {SUPERVISOR_DIR / "Dockerfile": DEFAULT_BASE_IMAGE}
-    for spec in Catalog.load().runtimes():
-        if spec.is_default or spec.folder:
-            dockerfiles[spec.build_dir / "Dockerfile"] = pull_candidate(spec.suite or DEBIAN_SUITE)
-    assert len(dockerfiles) == 1 + len(Catalog.load().specs()) + 1  # python's bookworm/
-    for dockerfile, base in dockerfiles.items():
+    dockerfiles = [
+        SUPERVISOR_DIR / "Dockerfile",
+        *{s.dockerfile for s in Catalog.load().specs()},
+    ]
+    assert PACKAGES_DOCKERFILE in dockerfiles
+    for dockerfile in dockerfiles:
         declared = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile.read_text(), re.MULTILINE)
-        assert declared == [base], dockerfile
+        assert declared == [DEFAULT_BASE_IMAGE], dockerfile
 
 
 class FakeDocker(Docker):
@@ -437,6 +463,7 @@ class FakeDocker(Docker):
         }
         self.builds: list[str] = []
         self.build_args: dict[str, Mapping[str, str]] = {}
+        self.targets: dict[str, Target] = {}
         self.stages: dict[str, str] = {}
         self.removed: list[str] = []
         self.lock = threading.Lock()  # the builder runs several builds at once
@@ -461,6 +488,7 @@ class FakeDocker(Docker):
         with self.lock:
             self.builds.append(target.image)
             self.build_args[target.image] = target.build_args
+            self.targets[target.image] = target
             self.stages[target.image] = target.stage
             self.images[target.image] = (f"sha256:{len(self.builds)}", dict(labels))
 
@@ -677,10 +705,12 @@ def test_a_languages_dir_is_built_too(
     argv = ["images", "build", "--languages-dir", str(tmp_path), "--language", "toy"]
     argv += ["--language", "toy2", "--language", "bash"]
     args = codebeaker_parser().parse_args(argv)
-    assert args.handler(args) == 1  # toy2 has no Dockerfile
-    assert set(made[0].builds) == {SUPERVISOR_IMAGE, "codebeaker/toy", "codebeaker/bash"}
-    captured = capsys.readouterr()
-    assert f"codebeaker/toy2: FAILED: {tmp_path / 'toy2'} has no Dockerfile" in captured.err
+    assert args.handler(args) == 0
+    builds = {SUPERVISOR_IMAGE, "codebeaker/toy", "codebeaker/toy2", "codebeaker/bash"}
+    assert set(made[0].builds) == builds
+    assert made[0].targets["codebeaker/toy"].dockerfile is None  # its own
+    assert made[0].targets["codebeaker/toy2"].dockerfile == PACKAGES_DOCKERFILE  # none: shared
+    assert "FAILED" not in capsys.readouterr().err
 
 
 def test_bad_names_or_language_folders_stop_the_build_before_docker(

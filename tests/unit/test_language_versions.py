@@ -51,7 +51,7 @@ def test_a_versions_table_adds_a_runtime_beside_the_default(tmp_path: Path) -> N
     assert not old.is_default
     assert old.warm is False  # only a default version is kept started
     assert dict(old.env) == {"TOY_HOME": "/opt/toy", "TOY_MODE": "compatible"}
-    assert old.build_dir == default.build_dir == tmp_path / "toy"
+    assert old.directory == default.directory == tmp_path / "toy"  # the same Dockerfile
     assert old.run == default.run and old.aliases == default.aliases
 
 
@@ -65,22 +65,13 @@ def test_each_version_has_its_own_images(tmp_path: Path) -> None:
     )
 
 
-def test_a_version_may_build_from_a_subfolder_of_its_own(tmp_path: Path) -> None:
-    folder = toy(tmp_path, TOY + '\n[versions.old]\nsuite = "bookworm"\nfolder = "old"\n')
-    with pytest.raises(ValueError, match=r"versions\.old: .*old has no Dockerfile"):
-        load_language(folder)
-    (folder / "old").mkdir()
-    (folder / "old" / "Dockerfile").write_text(DOCKERFILE)
-    assert load_language(folder)[1].build_dir == folder / "old"
-
-
 @pytest.mark.parametrize(
     ("table", "problem"),
     [
-        ('[versions.old]\nfolder = "old"\n', "the field suite is missing"),
+        ('[versions.old]\nenv = { A = "1" }\n', "the field suite is missing"),
         ('[versions.old]\nsuite = "bookworm"\nrun = ["x"]\n', "unknown field 'run'"),
         ('[versions."Old Toy"]\nsuite = "bookworm"\n', "lowercase letters and digits"),
-        ('[versions.old]\nsuite = "bookworm"\nfolder = "../elsewhere"\n', "subfolder"),
+        ('[versions.old]\nsuite = "bookworm"\nfolder = "old"\n', "unknown field 'folder'"),
         ('[versions.old]\nsuite = "bookworm"\nenv = "A=1"\n', "env must be a table"),
         ('versions = ["old"]\n', "versions must be tables"),
     ],
@@ -177,14 +168,15 @@ def test_the_built_in_second_versions_are_bookworms() -> None:
     catalog = Catalog.load()
     second = {s.id: s for s in catalog.runtimes() if not s.is_default}
     assert sorted(second) == [
-        "c", "cpp", "go", "java", "javascript", "php", "python", "ruby", "rust",
+        "c", "clojure", "commonlisp", "cpp", "csharp", "d", "elixir", "erlang", "fortran",
+        "go", "haskell", "java", "javascript", "ocaml", "octave", "perl", "php", "prolog",
+        "python", "r", "raku", "ruby", "rust", "sql",
     ]  # fmt: skip
     for spec in second.values():
-        assert (spec.variant, spec.suite, spec.key) == (
-            "bookworm",
-            "bookworm",
-            f"{spec.id}-bookworm",
-        )
-        assert (spec.build_dir / "Dockerfile").is_file()
-    assert second["python"].build_dir.name == "bookworm"  # its own Dockerfile and stand-ins
+        assert (spec.variant, spec.suite, spec.key) == ("bookworm",) * 2 + (f"{spec.id}-bookworm",)
+    # What differs per suite is in a folder named after it, which the Dockerfile takes
+    # by DEBIAN_SUITE: Python's stand-ins, JavaScript's npm lock.
+    for language, name in (("python", "stand-ins.control"), ("javascript", "package-lock.json")):
+        folder = second[language].directory
+        assert (folder / "trixie" / name).is_file() and (folder / "bookworm" / name).is_file()
     assert all(s.is_default for s in catalog.specs())

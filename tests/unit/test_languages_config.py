@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codebeaker.runtimes.catalog import Catalog
+from codebeaker.runtimes.catalog import PACKAGES_DOCKERFILE, Catalog
 from codebeaker.runtimes.docker.container import container_config
 from codebeaker.runtimes.docker.labels import ImageNames
 from codebeaker.runtimes.model import Limits
@@ -84,6 +84,8 @@ def test_a_languages_dir_adds_its_languages(tmp_path: Path) -> None:
         ("toy", TOY + "warm = 1\n", "warm must be true or false"),
         ("toy", TOY + "file_name_from = '(unclosed'\n", "file_name_from is not a regular"),
         ("toy", TOY + "file_name_from = 'class \\w+'\n", "file_name_from needs a group"),
+        ("toy", TOY + 'debian_packages = ["toy"]\n', "for a folder without a Dockerfile"),
+        ("toy", TOY + 'debian_packages = "toy"\n', "debian_packages must be a list"),
     ],
 )
 def test_a_broken_language_folder_is_refused_naming_folder_and_field(
@@ -94,6 +96,23 @@ def test_a_broken_language_folder_is_refused_naming_folder_and_field(
         CatalogConfig(languages_dir=str(tmp_path)).catalog()
     assert str(directory) in str(raised.value)
     assert problem in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["Toy", "toy; rm -rf /", "-toy", "t", "toy pkg"])
+def test_debian_packages_must_be_package_names(tmp_path: Path, name: str) -> None:
+    language(tmp_path, "toy", TOY + f"debian_packages = [{name!r}]\n", dockerfile=False)
+    with pytest.raises(ValueError, match="must be Debian package names"):
+        CatalogConfig(languages_dir=str(tmp_path)).catalog()
+
+
+def test_a_folder_without_a_dockerfile_names_its_debian_packages(tmp_path: Path) -> None:
+    language(tmp_path, "toy", TOY + 'debian_packages = ["toy-compiler", "libc6-dev"]\n', False)
+    toy = CatalogConfig(languages_dir=str(tmp_path)).catalog().resolve("toy")
+    assert toy.dockerfile == PACKAGES_DOCKERFILE
+    assert toy.debian_packages == ("toy-compiler", "libc6-dev")
+    lua, go = Catalog.load().resolve("lua"), Catalog.load().resolve("go")
+    assert (lua.dockerfile, lua.debian_packages) == (PACKAGES_DOCKERFILE, ("lua5.4",))
+    assert (go.dockerfile, go.debian_packages) == (go.directory / "Dockerfile", ())
 
 
 def test_python_and_javascript_say_how_to_list_their_packages(tmp_path: Path) -> None:

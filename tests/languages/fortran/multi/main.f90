@@ -1,5 +1,5 @@
 program main
-  use helper, only: twice
+  use util, only: twice
   implicit none
   write (*, '(a, i0)') 'twice=', twice(21)
 end program main

@@ -1,8 +1,9 @@
-module helper
+module util
+  use units, only: scale
   implicit none
 contains
   integer function twice(n)
     integer, intent(in) :: n
-    twice = 2 * n
+    twice = scale * n
   end function twice
-end module helper
+end module util

@@ -1,0 +1,4 @@
+module units
+  implicit none
+  integer, parameter :: scale = 2
+end module units
