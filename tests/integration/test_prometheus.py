@@ -104,8 +104,8 @@ def test_promql_sees_the_grpc_families_and_the_limits_hit(
     pools = server.query("codebeaker_pool_size")
     # Pools of the warm languages from the start; the others' once they are used.
     pooled = {item["metric"]["language"] for item in pools}
-    specs = Catalog.load().specs()
-    assert {s.id for s in specs if s.warm} <= pooled <= {s.id for s in specs}
+    runtimes = Catalog.load().runtimes()  # a version's pool is named by its key
+    assert {s.key for s in runtimes if s.warm} <= pooled <= {s.key for s in runtimes}
 
 
 def test_every_dashboard_query_is_valid_promql_with_data(
