@@ -71,8 +71,9 @@ def seconds(value: float) -> Duration:
 
 
 def listed(stub: pb_grpc.ExecutionServiceStub) -> dict[str, dict[str, str]]:
+    """Each language's default version's packages."""
     runtimes = stub.ListRuntimes(pb.ListRuntimesRequest(), timeout=10).runtimes
-    return {r.language: {p.name: p.version for p in r.packages} for r in runtimes}
+    return {r.language: {p.name: p.version for p in r.packages} for r in runtimes if r.is_default}
 
 
 def ok(result: pb.ExecutionResult) -> str:
